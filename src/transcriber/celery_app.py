@@ -1,0 +1,97 @@
+"""The Celery app: ``celery -A transcriber.celery_app worker|beat|flower``.
+
+Nothing is read at import: the configuration is built from the settings the first
+time Celery asks for it (``add_defaults`` with a callable is lazy).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from transcriber.errors import ConfigError
+from transcriber.retry import visibility_timeout_for
+from transcriber.settings import Settings, load_settings
+
+TRANSCRIBE_QUEUE = "transcriber"
+CONTROL_QUEUE = "transcriber.control"
+
+app = Celery("transcriber", include=["transcriber.tasks"])
+
+_settings: Settings | None = None
+
+
+def use_settings(settings: Settings) -> None:
+    """Entry points that already built the settings hand them over here."""
+    global _settings
+    _settings = settings
+
+
+def current_settings() -> Settings:
+    """The settings of this process, built once (one line and exit 2 if invalid)."""
+    global _settings
+    if _settings is None:
+        try:
+            _settings = load_settings()
+        except ConfigError as exc:
+            print(f"transcriber: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    return _settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from ours; see the README's "Celery and Redis" section."""
+    visibility = visibility_timeout_for(settings.task_timeout_seconds)
+    if settings.task_timeout_realtime_factor > 0:
+        visibility = visibility_timeout_for(0)  # limits grow with the file: no upper bound known
+    transport_options = {"visibility_timeout": visibility}
+    interval = settings.cleanup_interval_seconds
+    return {
+        "broker_url": settings.celery_broker_url,
+        # Kombu reads the visibility timeout from each of these (consumer, producer, results).
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": transport_options,
+        "visibility_timeout": visibility,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        "task_ignore_result": True,
+        # Our own time limit is enforced by the model runner on every pool.
+        "task_time_limit": None,
+        "task_soft_time_limit": None,
+        # One message at a time per process, acknowledged after the attempt: a worker
+        # never sits on messages for recordings it is not transcribing.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": False,
+        "worker_prefetch_multiplier": 1,
+        # Flower shows every run without -E.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "task_default_queue": TRANSCRIBE_QUEUE,
+        "task_queues": [Queue(TRANSCRIBE_QUEUE), Queue(CONTROL_QUEUE)],
+        "task_routes": {
+            "transcriber.cleanup_stuck": {"queue": CONTROL_QUEUE},
+            "transcriber.dispatch_queued": {"queue": CONTROL_QUEUE},
+        },
+        "beat_schedule": {
+            "cleanup-stuck": {
+                "task": "transcriber.cleanup_stuck",
+                "schedule": interval,
+                "options": {"expires": interval},
+            },
+            "dispatch-queued": {
+                "task": "transcriber.dispatch_queued",
+                "schedule": interval,
+                "options": {"expires": interval},
+            },
+        },
+    }
+
+
+app.add_defaults(lambda: celery_config(current_settings()))

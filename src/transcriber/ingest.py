@@ -1,0 +1,217 @@
+"""The watched folder: find media files, wait until they settle, register each once.
+
+Events (watchdog) only make a rescan come sooner; the periodic rescan is what finds
+files, because network shares often deliver no events. A file is taken once its
+size and mtime have not changed for ``WATCH_SETTLE_SECONDS``; a file already known
+by (path, size, mtime) is never hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from transcriber import lifecycle
+from transcriber.audio import is_media_file
+from transcriber.db import transaction
+from transcriber.tables import Recording, utcnow
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIXES = (".part", ".crdownload", ".tmp", ".partial", ".download", ".filepart")
+
+
+@dataclass(frozen=True)
+class Observation:
+    size: int
+    mtime_ns: int
+
+
+def ignore_reason(name: str) -> str | None:
+    """Why a file name is not taken, or ``None`` if it is a candidate."""
+    lower = name.lower()
+    if name.startswith(".") or name.startswith("~$"):
+        return "hidden or temporary file"
+    if lower.endswith(TEMP_SUFFIXES):
+        return "file still being copied or downloaded"
+    if not is_media_file(name):
+        return "not an audio or video file"
+    return None
+
+
+def has_settled(first_seen_unchanged: float, now: float, settle_seconds: float) -> bool:
+    """A file is settled when it has looked the same for ``settle_seconds``."""
+    return now - first_seen_unchanged >= settle_seconds
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def walk_files(root: Path) -> Iterator[os.DirEntry[str]]:
+    """Every regular file below ``root``; symlinks are not followed (files are read only under root)."""
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_symlink():
+                            yield entry  # reported and skipped by the caller
+                        elif entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            yield entry
+                    except OSError:
+                        continue
+        except OSError as exc:
+            log.warning("cannot read folder %s: %s", folder, exc)
+
+
+class Ingester:
+    """Registers settled files of ``watch_dir`` as queued recordings, and dispatches them."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        watch_dir: Path,
+        *,
+        settle_seconds: float,
+        dispatch: Callable[[Recording], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.watch_dir = watch_dir
+        self.settle_seconds = settle_seconds
+        self.dispatch = dispatch
+        self.clock = clock
+        self.known: dict[str, Observation] = {}
+        self.pending: dict[str, tuple[Observation, float]] = {}
+        self.ignored: set[str] = set()
+        self._load_known()
+
+    def _load_known(self) -> None:
+        """Files already registered by path and size are not hashed again after a restart."""
+        with self.sessions() as session:
+            rows = session.execute(select(Recording.file_path, Recording.file_size)).all()
+        sizes = {path: size for path, size in rows}
+        self._registered_sizes = sizes
+
+    def scan(self) -> int:
+        """One pass over the folder; returns how many new recordings were registered."""
+        now = self.clock()
+        seen: set[str] = set()
+        registered = 0
+        for entry in walk_files(self.watch_dir):
+            path = entry.path
+            seen.add(path)
+            if entry.is_symlink():
+                self._ignore_once(path, "symbolic link (not followed: files are read only under WATCH_DIR)")
+                continue
+            reason = ignore_reason(entry.name)
+            if reason:
+                self._ignore_once(path, reason)
+                continue
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            current = Observation(stat.st_size, stat.st_mtime_ns)
+            if self.known.get(path) == current:
+                continue
+            if path not in self.known and self._registered_sizes.get(path) == current.size:
+                self.known[path] = current  # registered before this process started
+                continue
+            previous = self.pending.get(path)
+            if previous is None or previous[0] != current:
+                self.pending[path] = previous = (current, now)
+            if not has_settled(previous[1], now, self.settle_seconds):
+                continue
+            if self._register(path, current):
+                registered += 1
+        for gone in set(self.pending) - seen:
+            del self.pending[gone]
+        return registered
+
+    def _ignore_once(self, path: str, reason: str) -> None:
+        if path not in self.ignored:
+            self.ignored.add(path)
+            log.info("ignoring %s: %s", path, reason)
+
+    def _register(self, path: str, observation: Observation) -> bool:
+        try:
+            digest = sha256_of(path)
+        except OSError as exc:  # locked by the copier, or gone: try again next scan
+            log.info("not yet readable, will retry: %s (%s)", path, exc.strerror or exc)
+            return False
+        with transaction(self.sessions) as session:
+            recording, created = lifecycle.register_recording(
+                session,
+                file_path=os.path.abspath(path),
+                file_name=os.path.basename(path),
+                file_size=observation.size,
+                content_sha256=digest,
+                now=utcnow(),
+            )
+        self.known[path] = observation
+        self.pending.pop(path, None)
+        if not created:
+            log.info("duplicate: %s has the same audio as recording %s (%s)", path, recording.id, recording.file_path)
+            return False
+        log.info("registered %s as recording %s", path, recording.id)
+        self.dispatch(recording)
+        return True
+
+
+def run_watch_loop(ingester: Ingester, *, poll_seconds: float, stop: threading.Event, use_events: bool = True) -> None:
+    """Scan at start, on file events, and every ``poll_seconds``, until ``stop`` is set."""
+    wake = threading.Event()
+    observer = _start_observer(ingester.watch_dir, wake) if use_events else None
+    last_full = 0.0
+    try:
+        while not stop.is_set():
+            ingester.scan()
+            last_full = time.monotonic()
+            # While files are settling, look again soon; otherwise wait for an event or the poll.
+            wait = 1.0 if ingester.pending else poll_seconds
+            wake.wait(timeout=max(min(wait, poll_seconds - (time.monotonic() - last_full)), 0.2))
+            wake.clear()
+    finally:
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+
+def _start_observer(root: Path, wake: threading.Event):  # type: ignore[no-untyped-def]
+    try:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+    except ImportError:
+        return None
+
+    class _Wake(FileSystemEventHandler):
+        def on_any_event(self, event):  # type: ignore[no-untyped-def]
+            wake.set()
+
+    observer = Observer()
+    try:
+        observer.schedule(_Wake(), str(root), recursive=True)
+        observer.start()
+    except OSError as exc:  # e.g. too many inotify watches, or a share without events
+        log.warning("file events unavailable for %s (%s); polling only", root, exc)
+        return None
+    return observer

@@ -1,0 +1,483 @@
+"""What happens to a recording: the only code that changes ``recordings`` and ``attempts``.
+
+Life of a recording::
+
+    register -> queued --dispatch--> (message) --claim--> processing
+        processing --heartbeat/save_progress--> processing
+        processing --complete--> completed
+        processing --fail (retryable, retries left)--> queued (+backoff) --dispatch--> ...
+        processing --fail (permanent, or retries spent)--> failed (cause kept)
+        processing --rescue_stuck (no heartbeat)--> queued / failed, attempt "lost"
+        any --operator SQL--> queued (dispatch picks it up) or skipped (out for good)
+
+Every state change is one transaction with a compare-and-set on status, and every
+write by a running attempt is fenced by ``current_attempt_id``: a worker whose
+recording was rescued and handed to another attempt cannot overwrite it.
+Celery tasks, the watcher, the CLI and beat jobs call these functions; none of them
+writes the tables directly. Each takes ``now`` so tests need no sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
+from transcriber.retry import decide_after_error
+from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, Segment, ServiceRun
+
+log = logging.getLogger(__name__)
+
+# Keys of the Postgres advisory locks that keep two beat processes from double-acting.
+_LOCK_RESCUE = 0x7472_0001
+_LOCK_DISPATCH = 0x7472_0002
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The numbers a failure decision needs, taken from the settings."""
+
+    max_retries: int
+    backoff_base: float
+    backoff_cap: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A recording held by one attempt; every later write is fenced by ``attempt_id``."""
+
+    recording_id: uuid.UUID
+    attempt_id: int
+    attempt: int
+    file_path: str
+    file_name: str
+    duration_seconds: float | None
+    resume_from: float
+    next_segment_idx: int
+
+
+@dataclass(frozen=True)
+class SegmentData:
+    start: float
+    end: float
+    text: str
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register_recording(
+    session: Session,
+    *,
+    file_path: str,
+    file_name: str,
+    file_size: int,
+    content_sha256: str,
+    now: datetime,
+    duration_seconds: float | None = None,
+) -> tuple[Recording, bool]:
+    """Add a ``queued`` recording, or return the one with the same audio.
+
+    Returns ``(recording, created)``; the same content dropped twice is one recording.
+    """
+    existing = session.scalar(select(Recording).where(Recording.content_sha256 == content_sha256))
+    if existing is not None:
+        return existing, False
+    recording = Recording(
+        id=uuid.uuid4(),
+        file_path=file_path,
+        file_name=file_name,
+        file_size=file_size,
+        content_sha256=content_sha256,
+        duration_seconds=duration_seconds,
+        status=RecordingStatus.QUEUED.value,
+        retry_count=0,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(recording)
+    except IntegrityError:  # a second watcher registered it meanwhile
+        existing = session.scalar(select(Recording).where(Recording.content_sha256 == content_sha256))
+        assert existing is not None
+        return existing, False
+    return recording, True
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def find_dispatchable(
+    session: Session, *, now: datetime, live_task_ids: Collection[str] | None, limit: int = 1000
+) -> list[tuple[uuid.UUID, str | None]]:
+    """Queued recordings that are due and have no live task message.
+
+    ``live_task_ids`` are the task ids the broker holds (queued or reserved); a
+    recording whose last dispatched ``task_id`` is not among them has no message
+    (never sent, consumed, reset by SQL, or lost with a Redis flush). ``None``
+    means the broker could not be inspected: then only never-dispatched ones count.
+    """
+    query = (
+        select(Recording.id, Recording.task_id)
+        .where(Recording.status == RecordingStatus.QUEUED.value)
+        .where(or_(Recording.not_before.is_(None), Recording.not_before <= now))
+        .order_by(Recording.created_at)
+        .limit(limit)
+    )
+    rows = session.execute(query).all()
+    if live_task_ids is None:
+        return [(rid, tid) for rid, tid in rows if tid is None]
+    return [(rid, tid) for rid, tid in rows if tid is None or tid not in live_task_ids]
+
+
+def mark_dispatched(session: Session, *, recording_id: uuid.UUID, previous_task_id: str | None, task_id: str) -> bool:
+    """Record the task id about to be sent; False if the recording changed meanwhile.
+
+    Commit this, then send the message: a message never refers to a row that is
+    not there, and a send that fails leaves a task id the broker lacks, which the
+    next dispatch resends.
+    """
+    previous = Recording.task_id.is_(None) if previous_task_id is None else Recording.task_id == previous_task_id
+    result = session.execute(
+        update(Recording)
+        .where(Recording.id == recording_id, Recording.status == RecordingStatus.QUEUED.value, previous)
+        .values(task_id=task_id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def try_lock(session: Session, key: int) -> bool:
+    """A transaction-scoped advisory lock on Postgres; SQLite serialises writers anyway."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}))
+
+
+def lock_dispatch(session: Session) -> bool:
+    return try_lock(session, _LOCK_DISPATCH)
+
+
+def lock_rescue(session: Session) -> bool:
+    return try_lock(session, _LOCK_RESCUE)
+
+
+# ---------------------------------------------------------------- claim and progress
+
+
+def claim_recording(
+    session: Session, *, recording_id: uuid.UUID, task_id: str | None, worker: str, now: datetime
+) -> Claim | None:
+    """Take a queued, due recording for one attempt, or return ``None``.
+
+    The compare-and-set on ``status = 'queued'`` makes a second delivery of the same
+    message (or a redelivery after a claim) a no-op.
+    """
+    claimed = session.execute(
+        update(Recording)
+        .where(
+            Recording.id == recording_id,
+            Recording.status == RecordingStatus.QUEUED.value,
+            or_(Recording.not_before.is_(None), Recording.not_before <= now),
+        )
+        .values(
+            status=RecordingStatus.PROCESSING.value,
+            started_at=now,
+            finished_at=None,
+            heartbeat_at=now,
+            worker=worker,
+            task_id=task_id,
+            progress_seconds=None,
+            updated_at=now,
+        )
+        .returning(Recording.file_path, Recording.file_name, Recording.duration_seconds)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if claimed is None:
+        return None
+    file_path, file_name, duration = claimed
+    number = (
+        session.scalar(select(func.coalesce(func.max(Attempt.attempt), 0)).where(Attempt.recording_id == recording_id))
+        or 0
+    ) + 1
+    resume_from, next_idx = _resume_point(session, recording_id)
+    attempt_id = session.execute(
+        insert(Attempt)
+        .values(
+            recording_id=recording_id,
+            attempt=number,
+            task_id=task_id,
+            worker=worker,
+            started_at=now,
+            outcome=AttemptOutcome.RUNNING.value,
+            audio_start_seconds=resume_from,
+        )
+        .returning(Attempt.id)
+    ).scalar_one()
+    session.execute(
+        update(Recording)
+        .where(Recording.id == recording_id)
+        .values(current_attempt_id=attempt_id, progress_seconds=resume_from or None)
+        .execution_options(synchronize_session=False)
+    )
+    return Claim(recording_id, attempt_id, number, file_path, file_name, duration, resume_from, next_idx)
+
+
+def _resume_point(session: Session, recording_id: uuid.UUID) -> tuple[float, int]:
+    """Where this attempt starts: after the saved segments of an interrupted attempt.
+
+    Segments left by a completed run (an operator re-queued a finished recording)
+    are discarded: that is a request to transcribe again from the start.
+    """
+    last_outcome = session.scalar(
+        select(Attempt.outcome)
+        .where(Attempt.recording_id == recording_id, Attempt.outcome != AttemptOutcome.RUNNING.value)
+        .order_by(Attempt.attempt.desc())
+        .limit(1)
+    )
+    if last_outcome == AttemptOutcome.SUCCEEDED.value:
+        session.execute(delete(Segment).where(Segment.recording_id == recording_id))
+        return 0.0, 0
+    row = session.execute(
+        select(func.max(Segment.end), func.count(), func.max(Segment.idx)).where(Segment.recording_id == recording_id)
+    ).one()
+    if not row[1]:
+        return 0.0, 0
+    return float(row[0]), int(row[2]) + 1
+
+
+def set_attempt_plan(
+    session: Session, claim: Claim, *, duration_seconds: float | None, time_limit: float | None
+) -> None:
+    """Store the probed duration and the attempt's effective time limit."""
+    _fenced_recording_update(session, claim, duration_seconds=duration_seconds)
+    session.execute(
+        update(Attempt)
+        .where(Attempt.id == claim.attempt_id)
+        .values(time_limit_seconds=time_limit)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def save_progress(
+    session: Session,
+    claim: Claim,
+    *,
+    now: datetime,
+    first_idx: int,
+    segments: Sequence[SegmentData],
+    progress_seconds: float | None,
+) -> None:
+    """Heartbeat, and save the segments produced since the last call (fenced).
+
+    Raises ``LeaseLost`` if the recording no longer belongs to this attempt.
+    """
+    values: dict[str, object] = {"heartbeat_at": now, "updated_at": now}
+    if progress_seconds is not None:
+        values["progress_seconds"] = progress_seconds
+    _fenced_recording_update(session, claim, **values)
+    if segments:
+        session.execute(
+            insert(Segment),
+            [
+                {
+                    "recording_id": claim.recording_id,
+                    "idx": first_idx + i,
+                    "start": seg.start,
+                    "end": seg.end,
+                    "text": seg.text,
+                    "attempt_id": claim.attempt_id,
+                }
+                for i, seg in enumerate(segments)
+            ],
+        )
+        session.execute(
+            update(Attempt)
+            .where(Attempt.id == claim.attempt_id)
+            .values(audio_end_seconds=segments[-1].end)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _fenced_recording_update(session: Session, claim: Claim, **values: object) -> None:
+    result = session.execute(
+        update(Recording)
+        .where(
+            Recording.id == claim.recording_id,
+            Recording.status == RecordingStatus.PROCESSING.value,
+            Recording.current_attempt_id == claim.attempt_id,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"recording {claim.recording_id} is no longer held by attempt {claim.attempt}")
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+def complete_recording(
+    session: Session, claim: Claim, *, now: datetime, language: str | None, duration_seconds: float | None
+) -> str:
+    """Mark the recording completed with the transcript assembled from its segments."""
+    texts = session.scalars(
+        select(Segment.text).where(Segment.recording_id == claim.recording_id).order_by(Segment.idx)
+    ).all()
+    transcript = " ".join(t.strip() for t in texts if t.strip())
+    _fenced_recording_update(
+        session,
+        claim,
+        status=RecordingStatus.COMPLETED.value,
+        transcript=transcript,
+        language=language,
+        duration_seconds=duration_seconds,
+        error_message=None,
+        finished_at=now,
+        heartbeat_at=now,
+        progress_seconds=duration_seconds,
+        not_before=None,
+        updated_at=now,
+    )
+    _close_attempt(
+        session, claim.attempt_id, now=now, outcome=AttemptOutcome.SUCCEEDED, error=None, end=duration_seconds
+    )
+    return transcript
+
+
+def fail_attempt(
+    session: Session, claim: Claim, *, error: BaseException, now: datetime, policy: RetryPolicy
+) -> RecordingStatus:
+    """Close the attempt with its own error; requeue with backoff or fail with the cause."""
+    retryable = isinstance(error, RetryableError)
+    cause = str(error) or type(error).__name__
+    retry_count = session.scalar(select(Recording.retry_count).where(Recording.id == claim.recording_id)) or 0
+    decision = decide_after_error(
+        cause=cause,
+        retryable=retryable,
+        retry_count=retry_count,
+        max_retries=policy.max_retries,
+        now=now,
+        backoff_base=policy.backoff_base,
+        backoff_cap=policy.backoff_cap,
+    )
+    _fenced_recording_update(
+        session,
+        claim,
+        status=decision.status.value,
+        retry_count=decision.retry_count,
+        error_message=decision.error_message,
+        not_before=decision.not_before,
+        finished_at=now if decision.status is RecordingStatus.FAILED else None,
+        task_id=None,
+        updated_at=now,
+    )
+    _close_attempt(session, claim.attempt_id, now=now, outcome=outcome_for(error), error=cause, end=None)
+    return decision.status
+
+
+def outcome_for(error: BaseException) -> AttemptOutcome:
+    if isinstance(error, AttemptTimeout):
+        return AttemptOutcome.TIMEOUT
+    if isinstance(error, WorkerLost):
+        return AttemptOutcome.LOST
+    return AttemptOutcome.FAILED
+
+
+def _close_attempt(
+    session: Session, attempt_id: int, *, now: datetime, outcome: AttemptOutcome, error: str | None, end: float | None
+) -> None:
+    values: dict[str, object] = {"finished_at": now, "outcome": outcome.value, "error_message": error}
+    if end is not None:
+        values["audio_end_seconds"] = end
+    session.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.outcome == AttemptOutcome.RUNNING.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# ---------------------------------------------------------------- rescue
+
+
+@dataclass(frozen=True)
+class Rescued:
+    recording_id: uuid.UUID
+    status: RecordingStatus
+    error_message: str
+
+
+def rescue_stuck(session: Session, *, now: datetime, stuck_timeout: float, policy: RetryPolicy) -> list[Rescued] | None:
+    """Requeue (or fail) ``processing`` recordings whose heartbeat stopped.
+
+    Their open attempt is closed as ``lost``. Returns ``None`` when another process
+    holds the rescue lock (two beats running by mistake), else what was rescued.
+    """
+    if not lock_rescue(session):
+        return None
+    cutoff = now - timedelta(seconds=stuck_timeout)
+    last_sign = func.coalesce(Recording.heartbeat_at, Recording.started_at, Recording.updated_at)
+    stuck = session.execute(
+        select(Recording.id, Recording.current_attempt_id, Recording.retry_count, last_sign.label("last_sign")).where(
+            Recording.status == RecordingStatus.PROCESSING.value, last_sign < cutoff
+        )
+    ).all()
+    rescued: list[Rescued] = []
+    for recording_id, attempt_id, retry_count, last_seen in stuck:
+        silent = int((now - last_seen).total_seconds())
+        cause = f"Worker lost: no heartbeat for {silent}s"
+        decision = decide_after_error(
+            cause=cause,
+            retryable=True,
+            retry_count=retry_count,
+            max_retries=policy.max_retries,
+            now=now,
+            backoff_base=policy.backoff_base,
+            backoff_cap=policy.backoff_cap,
+        )
+        fence = (
+            Recording.current_attempt_id.is_(None) if attempt_id is None else Recording.current_attempt_id == attempt_id
+        )
+        result = session.execute(
+            update(Recording)
+            .where(
+                and_(Recording.id == recording_id, Recording.status == RecordingStatus.PROCESSING.value, fence),
+                last_sign < cutoff,
+            )
+            .values(
+                status=decision.status.value,
+                retry_count=decision.retry_count,
+                error_message=decision.error_message,
+                not_before=decision.not_before,
+                finished_at=now if decision.status is RecordingStatus.FAILED else None,
+                task_id=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # it moved on meanwhile
+        if attempt_id is not None:
+            _close_attempt(session, attempt_id, now=now, outcome=AttemptOutcome.LOST, error=cause, end=None)
+        log.warning("rescued recording %s: %s -> %s", recording_id, cause, decision.status.value)
+        rescued.append(Rescued(recording_id, decision.status, decision.error_message))
+    return rescued
+
+
+# ---------------------------------------------------------------- bookkeeping
+
+
+def record_service_run(session: Session, *, name: str, now: datetime, detail: str) -> None:
+    """Note that a periodic job ran (``doctor`` checks that beat is alive)."""
+    updated = session.execute(update(ServiceRun).where(ServiceRun.name == name).values(last_run_at=now, detail=detail))
+    if updated.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(ServiceRun(name=name, last_run_at=now, detail=detail))

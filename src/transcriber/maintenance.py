@@ -1,0 +1,90 @@
+"""The periodic jobs beat runs: rescue stuck work, dispatch queued recordings.
+
+Both act at most once per interval however many beat processes run by mistake:
+an advisory lock keeps them from overlapping and ``service_runs`` from repeating.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from transcriber import lifecycle
+from transcriber.db import transaction
+from transcriber.tables import ServiceRun
+
+log = logging.getLogger(__name__)
+
+SendTask = Callable[[uuid.UUID, str], None]
+
+
+def _ran_recently(session: Session, name: str, now: datetime, interval: float) -> bool:
+    last = session.scalar(select(ServiceRun.last_run_at).where(ServiceRun.name == name))
+    # Half an interval: a second beat's tick is skipped, a late tick of the only beat is not.
+    return last is not None and now - last < timedelta(seconds=interval / 2)
+
+
+def cleanup_stuck(
+    sessions: sessionmaker[Session],
+    *,
+    now: datetime,
+    stuck_timeout: float,
+    policy: lifecycle.RetryPolicy,
+    interval: float,
+) -> list[lifecycle.Rescued] | None:
+    """Rescue recordings whose worker stopped heartbeating; ``None`` if skipped."""
+    with transaction(sessions) as session:
+        if not lifecycle.lock_rescue(session) or _ran_recently(session, "cleanup_stuck", now, interval):
+            return None
+        rescued = lifecycle.rescue_stuck(session, now=now, stuck_timeout=stuck_timeout, policy=policy) or []
+        lifecycle.record_service_run(session, name="cleanup_stuck", now=now, detail=f"rescued {len(rescued)}")
+    return rescued
+
+
+def dispatch_queued(
+    sessions: sessionmaker[Session],
+    *,
+    now: datetime,
+    live_task_ids: Collection[str] | None,
+    send: SendTask,
+    interval: float | None = None,
+    limit: int = 1000,
+) -> int | None:
+    """Send a message for every due queued recording without a live one.
+
+    Each recording's new task id is committed before its message is sent. Returns
+    how many were sent, or ``None`` when another dispatcher ran this interval.
+    """
+    with transaction(sessions) as session:
+        if not lifecycle.lock_dispatch(session):
+            return None
+        if interval is not None and _ran_recently(session, "dispatch_queued", now, interval):
+            return None
+        candidates = lifecycle.find_dispatchable(session, now=now, live_task_ids=live_task_ids, limit=limit)
+        lifecycle.record_service_run(session, name="dispatch_queued", now=now, detail=f"due {len(candidates)}")
+    sent = 0
+    for recording_id, previous in candidates:
+        if dispatch_one(sessions, recording_id, previous_task_id=previous, send=send):
+            sent += 1
+    if sent:
+        log.info("dispatched %d queued recording(s)", sent)
+    return sent
+
+
+def dispatch_one(
+    sessions: sessionmaker[Session], recording_id: uuid.UUID, *, previous_task_id: str | None, send: SendTask
+) -> bool:
+    """Commit a fresh task id for one queued recording, then send its message."""
+    task_id = str(uuid.uuid4())
+    with transaction(sessions) as session:
+        if not lifecycle.mark_dispatched(
+            session, recording_id=recording_id, previous_task_id=previous_task_id, task_id=task_id
+        ):
+            return False
+    send(recording_id, task_id)
+    return True

@@ -1,0 +1,35 @@
+"""Bring a database to the newest schema with Alembic (``transcriber db upgrade``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+
+import transcriber.migrations
+from transcriber.db import make_engine
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(transcriber.migrations.__file__).parent))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade_to_head(database_url: str) -> str | None:
+    """Migrate to head; returns the revision the database is at."""
+    command.upgrade(alembic_config(database_url), "head")
+    engine = make_engine(database_url)
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

@@ -1,0 +1,228 @@
+"""The model runner: a supervised child process that holds the model across tasks.
+
+Why a child process: the time limit must be real on every Celery pool. Celery's own
+limits do nothing under ``solo`` and ``threads`` (what Windows runs), and a thread
+stuck in CTranslate2 cannot be interrupted. A process can always be killed
+(``Popen.kill`` is TerminateProcess on Windows). The model is loaded once per child
+and reused; only a timeout or a crash costs a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from transcriber.errors import AttemptTimeout, ModelNotFound, PermanentError, RetryableError, WorkerLost
+
+log = logging.getLogger(__name__)
+
+_EOF = object()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How to load the model (resolved path or name, device, precision, threads)."""
+
+    model: str
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: int = 0
+    download_root: str | None = None
+
+
+@dataclass(frozen=True)
+class Info:
+    duration: float
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    language: str | None
+    language_probability: float | None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Nothing new for a while: a chance to heartbeat."""
+
+
+Event = Info | SegmentEvent | Done | Tick
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    start: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    """What the worker needs of a model runner."""
+
+    def transcribe(
+        self, request: Request, *, time_limit: float | None, extend_limit: Any = None, tick: float = 5.0
+    ) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class SupervisedModel:
+    """Parent side of ``transcriber.model_process``."""
+
+    def __init__(self, config: ModelConfig, *, load_timeout: float = 900.0) -> None:
+        self.config = config
+        self.load_timeout = load_timeout
+        self.load_seconds: float | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._events: queue.Queue[Any] = queue.Queue()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        """Start the child and wait until its model is loaded (not counted in any time limit)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self._events = queue.Queue()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        creationflags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "transcriber.model_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            creationflags=creationflags,
+        )
+        threading.Thread(target=self._pump, args=(self._proc, self._events), daemon=True).start()
+        self._write(
+            {
+                "model": self.config.model,
+                "device": self.config.device,
+                "compute_type": self.config.compute_type,
+                "cpu_threads": self.config.cpu_threads,
+                "download_root": self.config.download_root,
+            }
+        )
+        message = self._next(time.monotonic() + self.load_timeout)
+        if message is _EOF or message is None or message.get("type") != "ready":
+            detail = message.get("message") if isinstance(message, dict) else "the model process exited"
+            self.kill()
+            raise ModelNotFound(f"Could not load Whisper model {self.config.model!r}: {detail}")
+        self.load_seconds = float(message["load_seconds"])
+        log.info("model %s loaded in %.1fs (pid %s)", self.config.model, self.load_seconds, self._proc.pid)
+
+    def transcribe(
+        self, request: Request, *, time_limit: float | None, extend_limit: Any = None, tick: float = 5.0
+    ) -> Iterator[Event]:
+        """Yield events of one transcription; kill the child at the time limit.
+
+        ``extend_limit(duration)`` may return a longer limit once the audio's
+        duration is known (duration-aware limits). Raises ``AttemptTimeout``,
+        ``WorkerLost`` (the child died), ``PermanentError`` or ``RetryableError``.
+        """
+        self.start()
+        began = time.monotonic()
+        deadline = began + time_limit if time_limit else None
+        self._write({"type": "transcribe", "path": request.path, "start": request.start, "options": request.options})
+        while True:
+            wait_until = time.monotonic() + tick
+            if deadline is not None:
+                wait_until = min(wait_until, deadline)
+            message = self._next(wait_until)
+            if message is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.kill()
+                    raise AttemptTimeout(time_limit or 0)
+                yield Tick()
+                continue
+            if message is _EOF:
+                code = self._reap()
+                raise WorkerLost(f"Worker lost: model process exited with code {code}")
+            kind = message["type"]
+            if kind == "info":
+                if extend_limit is not None and time_limit:
+                    time_limit = extend_limit(message["duration"]) or time_limit
+                    deadline = began + time_limit
+                yield Info(float(message["duration"]))
+            elif kind == "segment":
+                yield SegmentEvent(float(message["start"]), float(message["end"]), str(message["text"]))
+            elif kind == "done":
+                yield Done(message.get("language"), message.get("language_probability"))
+                return
+            elif kind == "error":
+                if message["kind"] == "permanent":
+                    raise PermanentError(message["message"])
+                raise RetryableError(message["message"])
+
+    def kill(self) -> None:
+        """Kill the child now; the next ``start`` loads a fresh one."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._reap()
+
+    def close(self) -> None:
+        """Stop the child politely (close its stdin), then kill it if it lingers."""
+        if self._proc is None:
+            return
+        try:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+            self._proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+        self._reap()
+
+    def _reap(self) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _write(self, message: dict[str, Any]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(message) + "\n")
+            self._proc.stdin.flush()
+        except OSError as exc:
+            raise WorkerLost(f"Worker lost: model process is gone ({exc})") from exc
+
+    def _next(self, until: float) -> Any:
+        try:
+            return self._events.get(timeout=max(until - time.monotonic(), 0.0))
+        except queue.Empty:
+            return None
+
+    @staticmethod
+    def _pump(proc: subprocess.Popen[str], events: queue.Queue[Any]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                events.put(json.loads(line))
+            except json.JSONDecodeError:
+                log.debug("model process said: %s", line.rstrip())
+        events.put(_EOF)

@@ -1,0 +1,159 @@
+"""Settings: built once at an entry point and handed down, never read at import.
+
+Every setting is an environment variable (or a line of the ``.env`` file; the
+variable ``TRANSCRIBER_ENV_FILE`` names another file, e.g. ``C:\\app\\.env``).
+A bad value raises ``ConfigError`` with one line naming the variable and what it
+accepts; entry points print that line and exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from transcriber.errors import ConfigError
+from transcriber.redact import redact_url
+
+OUTPUT_FORMAT_CHOICES = ("txt", "srt", "vtt", "json")
+ENV_FILE_VARIABLE = "TRANSCRIBER_ENV_FILE"
+
+# What each variable accepts, for the one-line error.
+_ACCEPTS: dict[str, str] = {
+    "database_url": "an SQLAlchemy URL, e.g. postgresql+psycopg2://user:pass@host:5432/transcriber",
+    "celery_broker_url": "a Celery broker URL, e.g. redis://127.0.0.1:6379/0",
+    "task_timeout_seconds": "a whole number of seconds >= 0 (0 = no limit)",
+    "task_timeout_realtime_factor": "a number >= 0 (0 = off)",
+    "task_max_retries": "a whole number >= 0",
+    "retry_backoff_seconds": "a number of seconds >= 0",
+    "retry_backoff_max_seconds": "a number of seconds >= 0",
+    "stuck_timeout_seconds": "a whole number of seconds > 0, at least 3 x HEARTBEAT_SECONDS",
+    "heartbeat_seconds": "a number of seconds > 0",
+    "cleanup_interval_seconds": "a number of seconds > 0",
+    "whisper_device": "one of auto, cpu, cuda",
+    "whisper_compute_type": "auto or a CTranslate2 compute type (int8, int8_float16, float16, float32, ...)",
+    "whisper_cpu_threads": "a whole number >= 0 (0 = let CTranslate2 choose)",
+    "whisper_beam_size": "a whole number >= 1",
+    "whisper_vad_filter": "true or false",
+    "output_formats": "a comma-separated list of txt, srt, vtt, json",
+    "watch_settle_seconds": "a number of seconds >= 0",
+    "watch_poll_seconds": "a number of seconds > 0",
+    "log_level": "one of DEBUG, INFO, WARNING, ERROR",
+}
+
+
+class Settings(BaseSettings):
+    """All configuration of a transcriber process."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/transcriber"
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    watch_dir: Path = Path("inbox")
+    output_dir: Path = Path("transcripts")
+
+    task_timeout_seconds: int = Field(7200, ge=0)
+    task_timeout_realtime_factor: float = Field(0.0, ge=0)
+    task_max_retries: int = Field(3, ge=0)
+    retry_backoff_seconds: float = Field(30.0, ge=0)
+    retry_backoff_max_seconds: float = Field(3600.0, ge=0)
+    stuck_timeout_seconds: int = Field(300, gt=0)
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    cleanup_interval_seconds: float = Field(60.0, gt=0)
+
+    whisper_model: str = "base"
+    whisper_model_dir: Path | None = None
+    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    whisper_compute_type: str = "auto"
+    whisper_cpu_threads: int = Field(0, ge=0)
+    whisper_beam_size: int = Field(5, ge=1)
+    whisper_language: str = ""
+    whisper_vad_filter: bool = True
+    output_formats: str = "txt,srt,vtt,json"
+
+    watch_settle_seconds: float = Field(5.0, ge=0)
+    watch_poll_seconds: float = Field(30.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("whisper_device", mode="before")
+    @classmethod
+    def _normalise_choice(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_before(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("output_formats")
+    @classmethod
+    def _check_formats(cls, value: str) -> str:
+        formats = [part.strip().lower() for part in value.split(",") if part.strip()]
+        unknown = [fmt for fmt in formats if fmt not in OUTPUT_FORMAT_CHOICES]
+        if unknown:
+            raise ValueError(f"unknown format {unknown[0]!r}")
+        return ",".join(dict.fromkeys(formats))
+
+    @field_validator("whisper_language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @field_validator("database_url", "celery_broker_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if "://" not in value:
+            raise ValueError("not a URL")
+        return value
+
+    @model_validator(mode="after")
+    def _stuck_after_heartbeats(self) -> Settings:
+        if self.stuck_timeout_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("stuck_timeout_seconds: shorter than 3 heartbeats")
+        return self
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The output formats as a tuple, in the order given."""
+        return tuple(self.output_formats.split(",")) if self.output_formats else ()
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment and the env file, or raise ``ConfigError``.
+
+    ``env_file`` defaults to ``$TRANSCRIBER_ENV_FILE`` or ``./.env``.  A named file that
+    does not exist is a configuration error; a missing default ``.env`` is fine.
+    """
+    named = env_file or os.environ.get(ENV_FILE_VARIABLE)
+    if named and not Path(named).is_file():
+        raise ConfigError(f"{ENV_FILE_VARIABLE}={named} does not exist: point it at your .env file")
+    try:
+        return Settings(_env_file=named or ".env", **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    message = str(first.get("msg", "invalid"))
+    if not field and ":" in message:  # model-level check names its field in the message
+        field = message.split(":", 1)[0].split()[-1]
+    value = first.get("input")
+    if isinstance(value, str) and field in ("database_url", "celery_broker_url"):
+        value = redact_url(value)
+    shown = "" if isinstance(value, dict) or value is None else f"={value}"
+    accepts = _ACCEPTS.get(field, message)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{field.upper()}{shown} is invalid: expected {accepts}{more}"

@@ -1,0 +1,177 @@
+"""The database schema: recordings, their attempts (task runs) and transcript segments.
+
+Status values live in one enum each; the database enforces them with CHECK constraints.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class RecordingStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class AttemptOutcome(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    TIMEOUT = "timeout"
+    FAILED = "failed"
+    LOST = "lost"
+
+
+def _check_in(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes everywhere; SQLite stores them naive, Postgres as timestamptz."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # written by an SQLite trigger
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Recording(Base):
+    """One audio file; the source of truth for what happens to it."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", RecordingStatus), name="status"),
+        CheckConstraint("retry_count >= 0", name="retry_count"),
+        Index("ix_recordings_status_not_before", "status", "not_before"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    file_path: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(Text)
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    content_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(
+        String(16), default=RecordingStatus.QUEUED.value, server_default=RecordingStatus.QUEUED.value, index=True
+    )
+    retry_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error_message: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    transcript: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    worker: Mapped[str | None] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    # Not in the operator's vocabulary, but needed to be safe:
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry backoff
+    current_attempt_id: Mapped[int | None] = mapped_column(Integer)  # the fence
+    progress_seconds: Mapped[float | None] = mapped_column(Float)  # audio done so far
+
+
+class Attempt(Base):
+    """One task run of one recording (what Flower counts)."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        CheckConstraint(_check_in("outcome", AttemptOutcome), name="outcome"),
+        UniqueConstraint("recording_id", "attempt", name="uq_attempts_recording_attempt"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(16), default=AttemptOutcome.RUNNING.value)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    time_limit_seconds: Mapped[float | None] = mapped_column(Float)
+    audio_start_seconds: Mapped[float | None] = mapped_column(Float)
+    audio_end_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class Segment(Base):
+    """One transcript segment; subtitles are rebuilt from these."""
+
+    __tablename__ = "segments"
+
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    attempt_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class ServiceRun(Base):
+    """When a periodic job (cleanup, dispatch) last ran, and what it did."""
+
+    __tablename__ = "service_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,102 @@
+"""Celery tasks: thin shells over ``worker.run_attempt`` and ``maintenance``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+
+from transcriber import maintenance
+from transcriber.broker import live_task_ids
+from transcriber.celery_app import CONTROL_QUEUE, TRANSCRIBE_QUEUE, app, current_settings
+from transcriber.tables import utcnow
+from transcriber.worker import WorkerContext, policy_for
+
+log = logging.getLogger(__name__)
+
+_context: WorkerContext | None = None
+_context_pid: int | None = None
+_context_lock = threading.Lock()
+
+
+def worker_context() -> WorkerContext:
+    """This process's context, created on first use after any fork."""
+    global _context, _context_pid
+    with _context_lock:
+        if _context is None or _context_pid != os.getpid():
+            _context = WorkerContext.create(current_settings())
+            _context_pid = os.getpid()
+        return _context
+
+
+@worker_process_init.connect
+def _forget_inherited_context(**_: Any) -> None:
+    global _context, _context_pid
+    _context, _context_pid = None, None  # never use the parent's pool or model process
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _close_context(**_: Any) -> None:
+    global _context
+    if _context is not None and _context_pid == os.getpid():
+        _context.close()
+        _context = None
+
+
+def send_transcribe(recording_id: uuid.UUID, task_id: str, file_name: str | None = None) -> None:
+    """Send one transcription message (ids only; the file name only for display)."""
+    transcribe.apply_async(
+        args=[str(recording_id)],
+        task_id=task_id,
+        queue=TRANSCRIBE_QUEUE,
+        kwargsrepr=repr({"file": file_name}) if file_name else None,
+    )
+
+
+@app.task(name="transcriber.transcribe", bind=True)
+def transcribe(self: Task, recording_id: str) -> str:
+    """Run one attempt of one recording."""
+
+    def report(done: float, total: float | None) -> None:
+        meta = {"recording_id": recording_id, "done_seconds": round(done, 1), "duration_seconds": total}
+        if total:
+            meta["percent"] = round(100 * done / total, 1)
+        self.send_event("task-progress", **meta)
+
+    from transcriber.worker import run_attempt
+
+    return run_attempt(worker_context(), uuid.UUID(recording_id), task_id=self.request.id, on_progress=report)
+
+
+@app.task(name="transcriber.cleanup_stuck")
+def cleanup_stuck() -> str:
+    """Requeue or fail recordings whose worker stopped heartbeating."""
+    settings = current_settings()
+    rescued = maintenance.cleanup_stuck(
+        worker_context().sessions,
+        now=utcnow(),
+        stuck_timeout=settings.stuck_timeout_seconds,
+        policy=policy_for(settings),
+        interval=settings.cleanup_interval_seconds,
+    )
+    return "skipped" if rescued is None else f"rescued {len(rescued)}"
+
+
+@app.task(name="transcriber.dispatch_queued")
+def dispatch_queued() -> str:
+    """Send every due queued recording that has no live task."""
+    settings = current_settings()
+    sent = maintenance.dispatch_queued(
+        worker_context().sessions,
+        now=utcnow(),
+        live_task_ids=live_task_ids(app, [TRANSCRIBE_QUEUE, CONTROL_QUEUE]),
+        send=send_transcribe,
+        interval=settings.cleanup_interval_seconds,
+    )
+    return "skipped" if sent is None else f"sent {sent}"

@@ -1,0 +1,267 @@
+"""One transcription attempt, and the per-process resources it uses.
+
+``WorkerContext`` holds what a worker process creates once, after any fork: the
+database engine and the supervised model runner(s). ``run_attempt`` is the whole
+attempt: claim, transcribe with heartbeats and saved progress, write outputs,
+complete or fail. It knows nothing of Celery; the task is a thin shell around it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from transcriber import lifecycle
+from transcriber.audio import check_readable
+from transcriber.db import make_engine, make_session_factory, transaction
+from transcriber.errors import LeaseLost, RetryableError, TranscriberError
+from transcriber.model_store import resolve_model
+from transcriber.outputs import TranscriptDoc, output_stem, write_outputs
+from transcriber.redact import redact_text
+from transcriber.retry import effective_time_limit
+from transcriber.runner import Done, Info, ModelConfig, Request, Runner, SegmentEvent, SupervisedModel
+from transcriber.settings import Settings
+from transcriber.tables import Segment, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def model_config_for(settings: Settings) -> ModelConfig:
+    """Resolve the model offline and pick device and precision ("auto" means the obvious)."""
+    device = settings.whisper_device
+    if device == "auto":
+        device = "cuda" if _cuda_available() else "cpu"
+    compute = settings.whisper_compute_type
+    if compute == "auto":
+        compute = "float16" if device == "cuda" else "int8"
+    download_root = str(settings.whisper_model_dir) if settings.whisper_model_dir else None
+    return ModelConfig(
+        model=resolve_model(settings.whisper_model, settings.whisper_model_dir),
+        device=device,
+        compute_type=compute,
+        cpu_threads=settings.whisper_cpu_threads,
+        download_root=download_root,
+    )
+
+
+def _cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:  # no CUDA runtime at all
+        return False
+
+
+def decode_options(settings: Settings) -> dict[str, object]:
+    """faster-whisper ``transcribe`` keyword arguments from the settings."""
+    return {
+        "beam_size": settings.whisper_beam_size,
+        "language": settings.whisper_language or None,
+        "vad_filter": settings.whisper_vad_filter,
+    }
+
+
+def policy_for(settings: Settings) -> lifecycle.RetryPolicy:
+    return lifecycle.RetryPolicy(
+        max_retries=settings.task_max_retries,
+        backoff_base=settings.retry_backoff_seconds,
+        backoff_cap=settings.retry_backoff_max_seconds,
+    )
+
+
+@dataclass
+class WorkerContext:
+    """Resources of one worker process: built lazily in the process that uses them."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    runner_factory: Callable[[], Runner]
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{threading.get_native_id()}")
+    _local: threading.local = field(default_factory=threading.local)
+    _runners: list[Runner] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, settings: Settings, *, name: str | None = None) -> WorkerContext:
+        engine = make_engine(settings.database_url)
+        config = model_config_for(settings)
+        ctx = cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            runner_factory=lambda: SupervisedModel(config),
+        )
+        if name:
+            ctx.name = name
+        return ctx
+
+    def runner(self) -> Runner:
+        """This thread's model runner (one per thread for the ``threads`` pool)."""
+        runner = getattr(self._local, "runner", None)
+        if runner is None:
+            runner = self.runner_factory()
+            self._local.runner = runner
+            with self._lock:
+                self._runners.append(runner)
+        return runner
+
+    def close(self) -> None:
+        with self._lock:
+            runners, self._runners = self._runners, []
+        for runner in runners:
+            runner.close()
+        self.engine.dispose()
+
+
+def run_attempt(
+    ctx: WorkerContext,
+    recording_id: uuid.UUID,
+    *,
+    task_id: str | None,
+    now: Callable[[], datetime] = utcnow,
+    on_progress: Callable[[float, float | None], None] | None = None,
+) -> str:
+    """Run one attempt for ``recording_id``; returns the recording's resulting status.
+
+    A message for a recording that is not ``queued`` (a duplicate delivery, or one
+    already taken) is a logged no-op returning ``"noop"``.
+    """
+    runner = ctx.runner()
+    if isinstance(runner, SupervisedModel):
+        runner.start()  # load before the claim: loading is not the recording's time
+    with transaction(ctx.sessions) as session:
+        claim = lifecycle.claim_recording(
+            session, recording_id=recording_id, task_id=task_id, worker=ctx.name, now=now()
+        )
+    if claim is None:
+        log.info("recording %s: not queued (duplicate or redelivered message), nothing to do", recording_id)
+        return "noop"
+    log.info("recording %s attempt %d: %s from %.1fs", recording_id, claim.attempt, claim.file_name, claim.resume_from)
+    try:
+        check_readable(claim.file_path)
+        language, duration = _transcribe(ctx, runner, claim, now, on_progress)
+        _write_files(ctx, claim, language, duration)
+        with transaction(ctx.sessions) as session:
+            lifecycle.complete_recording(session, claim, now=now(), language=language, duration_seconds=duration)
+        log.info("recording %s completed", recording_id)
+        return "completed"
+    except LeaseLost as exc:
+        log.warning("recording %s: %s; dropping this attempt's work", recording_id, exc)
+        return "lease-lost"
+    except TranscriberError as exc:
+        return _fail(ctx, claim, exc, now)
+    except OperationalError as exc:  # the database went away mid-attempt
+        return _fail(ctx, claim, RetryableError(f"Database error: {redact_text(str(exc.orig))}".strip()), now)
+    except OSError as exc:
+        return _fail(ctx, claim, RetryableError(f"I/O error: {exc}"), now)
+
+
+def _fail(ctx: WorkerContext, claim: lifecycle.Claim, error: BaseException, now: Callable[[], datetime]) -> str:
+    log.warning("recording %s attempt %d failed: %s", claim.recording_id, claim.attempt, error)
+    try:
+        with transaction(ctx.sessions) as session:
+            status = lifecycle.fail_attempt(session, claim, error=error, now=now(), policy=policy_for(ctx.settings))
+        return status.value
+    except LeaseLost as exc:
+        log.warning("recording %s: %s", claim.recording_id, exc)
+        return "lease-lost"
+
+
+def _transcribe(
+    ctx: WorkerContext,
+    runner: Runner,
+    claim: lifecycle.Claim,
+    now: Callable[[], datetime],
+    on_progress: Callable[[float, float | None], None] | None,
+) -> tuple[str | None, float | None]:
+    settings = ctx.settings
+    limit = effective_time_limit(
+        settings.task_timeout_seconds, settings.task_timeout_realtime_factor, claim.duration_seconds
+    )
+    pending: list[lifecycle.SegmentData] = []
+    next_idx = claim.next_segment_idx
+    duration = claim.duration_seconds
+    progress = claim.resume_from
+    last_flush = time.monotonic()
+
+    def extend(audio_seconds: float) -> float | None:
+        return effective_time_limit(settings.task_timeout_seconds, settings.task_timeout_realtime_factor, audio_seconds)
+
+    def flush() -> None:
+        nonlocal pending, next_idx, last_flush
+        try:
+            with transaction(ctx.sessions) as session:
+                lifecycle.save_progress(
+                    session, claim, now=now(), first_idx=next_idx, segments=pending, progress_seconds=progress
+                )
+        except OperationalError as exc:  # keep the segments; the next heartbeat tries again
+            log.warning("heartbeat for %s failed, will retry: %s", claim.recording_id, redact_text(str(exc.orig)))
+            return
+        next_idx += len(pending)
+        pending = []
+        last_flush = time.monotonic()
+        if on_progress is not None:
+            on_progress(progress, duration)
+
+    request = Request(claim.file_path, claim.resume_from, decode_options(settings))
+    events = runner.transcribe(request, time_limit=limit, extend_limit=extend, tick=settings.heartbeat_seconds)
+    try:
+        for event in events:
+            if isinstance(event, Info):
+                duration = event.duration
+                with transaction(ctx.sessions) as session:
+                    lifecycle.set_attempt_plan(session, claim, duration_seconds=duration, time_limit=extend(duration))
+            elif isinstance(event, SegmentEvent):
+                pending.append(lifecycle.SegmentData(event.start, event.end, event.text))
+                progress = event.end
+            elif isinstance(event, Done):
+                progress = duration or progress
+                flush()
+                if pending:
+                    raise RetryableError("Database error: could not save the final segments")
+                return event.language, duration
+            if time.monotonic() - last_flush >= settings.heartbeat_seconds:
+                flush()
+    except LeaseLost:
+        if isinstance(runner, SupervisedModel):
+            runner.kill()  # it is still working for an attempt that no longer exists
+        raise
+    except RetryableError:
+        if pending:
+            flush()  # keep what this attempt did: the retry resumes after it
+        raise
+    raise RetryableError("model process ended the transcription without a result")
+
+
+def _write_files(ctx: WorkerContext, claim: lifecycle.Claim, language: str | None, duration: float | None) -> None:
+    settings = ctx.settings
+    if not settings.formats:
+        return
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Segment.start, Segment.end, Segment.text)
+            .where(Segment.recording_id == claim.recording_id)
+            .order_by(Segment.idx)
+        ).all()
+    doc = TranscriptDoc(
+        source=claim.file_name,
+        segments=[(r.start, r.end, r.text) for r in rows],
+        language=language,
+        duration=duration,
+        model=settings.whisper_model,
+    )
+    stem = output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path)
+    write_outputs(doc, stem, settings.formats)

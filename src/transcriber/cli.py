@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,11 @@ def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> i
         )
 
     ingester = Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, dispatch=dispatch)
-    if args.once:
+    if args.once:  # one look, and a second after the settle time for what was still moving
         count = ingester.scan()
+        if ingester.pending:
+            time.sleep(settings.watch_settle_seconds)
+            count += ingester.scan()
         print(f"registered {count} new recording(s)")
         return 0
     stop = threading.Event()

@@ -180,6 +180,52 @@ def _fail(ctx: WorkerContext, claim: lifecycle.Claim, error: BaseException, now:
         return "lease-lost"
 
 
+class _Progress:
+    """Segments produced but not yet saved, flushed with each heartbeat (fenced)."""
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        claim: lifecycle.Claim,
+        now: Callable[[], datetime],
+        on_progress: Callable[[float, float | None], None] | None,
+    ) -> None:
+        self.ctx, self.claim, self.now, self.on_progress = ctx, claim, now, on_progress
+        self.pending: list[lifecycle.SegmentData] = []
+        self.next_idx = claim.next_segment_idx
+        self.audio_done = claim.resume_from
+        self.duration = claim.duration_seconds
+        self.last_flush = time.monotonic()
+
+    def add(self, event: SegmentEvent) -> None:
+        self.pending.append(lifecycle.SegmentData(event.start, event.end, event.text))
+        self.audio_done = event.end
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_flush >= self.ctx.settings.heartbeat_seconds
+
+    def flush(self) -> None:
+        """Heartbeat and save; a database hiccup keeps the segments for the next try."""
+        try:
+            with transaction(self.ctx.sessions) as session:
+                lifecycle.save_progress(
+                    session,
+                    self.claim,
+                    now=self.now(),
+                    first_idx=self.next_idx,
+                    segments=self.pending,
+                    progress_seconds=self.audio_done,
+                )
+        except OperationalError as exc:
+            log.warning("heartbeat for %s failed, will retry: %s", self.claim.recording_id, redact_text(str(exc.orig)))
+            return
+        self.next_idx += len(self.pending)
+        self.pending = []
+        self.last_flush = time.monotonic()
+        if self.on_progress is not None:
+            self.on_progress(self.audio_done, self.duration)
+
+
 def _transcribe(
     ctx: WorkerContext,
     runner: Runner,
@@ -188,60 +234,44 @@ def _transcribe(
     on_progress: Callable[[float, float | None], None] | None,
 ) -> tuple[str | None, float | None]:
     settings = ctx.settings
-    limit = effective_time_limit(
-        settings.task_timeout_seconds, settings.task_timeout_realtime_factor, claim.duration_seconds
-    )
-    pending: list[lifecycle.SegmentData] = []
-    next_idx = claim.next_segment_idx
-    duration = claim.duration_seconds
-    progress = claim.resume_from
-    last_flush = time.monotonic()
 
-    def extend(audio_seconds: float) -> float | None:
-        return effective_time_limit(settings.task_timeout_seconds, settings.task_timeout_realtime_factor, audio_seconds)
+    def limit_for(duration: float | None) -> float | None:
+        return effective_time_limit(settings.task_timeout_seconds, settings.task_timeout_realtime_factor, duration)
 
-    def flush() -> None:
-        nonlocal pending, next_idx, last_flush
-        try:
-            with transaction(ctx.sessions) as session:
-                lifecycle.save_progress(
-                    session, claim, now=now(), first_idx=next_idx, segments=pending, progress_seconds=progress
-                )
-        except OperationalError as exc:  # keep the segments; the next heartbeat tries again
-            log.warning("heartbeat for %s failed, will retry: %s", claim.recording_id, redact_text(str(exc.orig)))
-            return
-        next_idx += len(pending)
-        pending = []
-        last_flush = time.monotonic()
-        if on_progress is not None:
-            on_progress(progress, duration)
-
+    with transaction(ctx.sessions) as session:  # the limit is on the attempt row from its first second
+        lifecycle.set_attempt_plan(
+            session, claim, duration_seconds=claim.duration_seconds, time_limit=limit_for(claim.duration_seconds)
+        )
+    progress = _Progress(ctx, claim, now, on_progress)
     request = Request(claim.file_path, claim.resume_from, decode_options(settings))
-    events = runner.transcribe(request, time_limit=limit, extend_limit=extend, tick=settings.heartbeat_seconds)
+    events = runner.transcribe(
+        request, time_limit=limit_for(claim.duration_seconds), extend_limit=limit_for, tick=settings.heartbeat_seconds
+    )
     try:
         for event in events:
             if isinstance(event, Info):
-                duration = event.duration
+                progress.duration = event.duration
                 with transaction(ctx.sessions) as session:
-                    lifecycle.set_attempt_plan(session, claim, duration_seconds=duration, time_limit=extend(duration))
+                    lifecycle.set_attempt_plan(
+                        session, claim, duration_seconds=event.duration, time_limit=limit_for(event.duration)
+                    )
             elif isinstance(event, SegmentEvent):
-                pending.append(lifecycle.SegmentData(event.start, event.end, event.text))
-                progress = event.end
+                progress.add(event)
             elif isinstance(event, Done):
-                progress = duration or progress
-                flush()
-                if pending:
+                progress.audio_done = progress.duration or progress.audio_done
+                progress.flush()
+                if progress.pending:
                     raise RetryableError("Database error: could not save the final segments")
-                return event.language, duration
-            if time.monotonic() - last_flush >= settings.heartbeat_seconds:
-                flush()
+                return event.language, progress.duration
+            if progress.due():
+                progress.flush()
     except LeaseLost:
         if isinstance(runner, SupervisedModel):
             runner.kill()  # it is still working for an attempt that no longer exists
         raise
     except RetryableError:
-        if pending:
-            flush()  # keep what this attempt did: the retry resumes after it
+        if progress.pending:
+            progress.flush()  # keep what this attempt did: the retry resumes after it
         raise
     raise RetryableError("model process ended the transcription without a result")
 

@@ -1,0 +1,124 @@
+"""Real ``transcriber`` processes (worker, beat, watch) against real Postgres and Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from transcriber.db import make_engine, make_session_factory
+
+TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
+
+
+class Pipeline:
+    """Starts and stops real service processes; every process is killed at teardown."""
+
+    def __init__(self, tmp: Path, db_url: str, redis_url: str) -> None:
+        self.tmp = tmp
+        self.watch_dir = tmp / "inbox"
+        self.output_dir = tmp / "transcripts"
+        self.watch_dir.mkdir()
+        self.output_dir.mkdir()
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", str(tmp)),
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": db_url,
+            "CELERY_BROKER_URL": redis_url,
+            "WATCH_DIR": str(self.watch_dir),
+            "OUTPUT_DIR": str(self.output_dir),
+            "WHISPER_MODEL": "tiny.en",
+            "WHISPER_CPU_THREADS": "2",
+            "CLEANUP_INTERVAL_SECONDS": "1",
+            "HEARTBEAT_SECONDS": "0.5",
+            "STUCK_TIMEOUT_SECONDS": "4",
+            "WATCH_SETTLE_SECONDS": "0.5",
+            "WATCH_POLL_SECONDS": "1",
+            "RETRY_BACKOFF_SECONDS": "0",
+        }
+        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.engine = make_engine(db_url)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+
+    def start(self, command: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{command}-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        extra = list(args)
+        if command == "beat":
+            extra.append(f"--schedule={self.tmp / 'beat-schedule'}")
+        proc = subprocess.Popen(
+            [TRANSCRIBER, command, *extra],
+            cwd=self.tmp,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: SIGKILL takes the pool and model process too
+        )
+        self.processes.append((command, proc))
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for _, proc in self.processes:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for _, proc in self.processes:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill(proc)
+        self.engine.dispose()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.tmp.glob("*.log"))
+        )
+
+    def query(self, sql: str, **params: Any) -> list[Any]:
+        with self.sessions() as session:
+            return list(session.execute(text(sql), params).all())
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
+        """Poll until ``check()`` is truthy; on timeout fail with the services' logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = check()
+            if result:
+                return result
+            for command, proc in self.processes:
+                if proc.poll() is not None and command != "watch-once" and proc.returncode not in (0, -9, -15):
+                    pytest.fail(f"{command} exited with {proc.returncode} while waiting for {what}\n{self.logs()}")
+            time.sleep(0.3)
+        pytest.fail(f"timed out waiting for {what}\n{self.logs()}")
+
+    def statuses(self) -> dict[str, tuple[Any, ...]]:
+        rows = self.query("SELECT file_name, status, retry_count, error_message, transcript FROM recordings")
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    def all_settled(self, count: int) -> bool:
+        rows = self.query("SELECT status FROM recordings")
+        return len(rows) == count and all(r[0] in ("completed", "failed") for r in rows)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Pipeline]:
+    p = Pipeline(tmp_path, pg_url, redis_url)
+    yield p
+    p.stop_all()

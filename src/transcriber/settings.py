@@ -103,6 +103,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown format {unknown[0]!r}")
         return ",".join(dict.fromkeys(formats))
 
+    @field_validator("whisper_model_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("whisper_language")
     @classmethod
     def _language(cls, value: str) -> str:

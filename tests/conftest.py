@@ -84,3 +84,17 @@ def redis_url() -> str:
     client.flushdb()
     client.close()
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def shared_audio() -> Path:
+    """Recorded human speech in ``../shared/audio`` (beside the checkout; not copied into the project)."""
+    candidates = [
+        os.environ.get("TRANSCRIBER_SHARED_AUDIO", ""),
+        str(Path(__file__).resolve().parents[2] / "shared" / "audio"),
+        "/work/shared/audio",  # where a clone elsewhere on the development machine finds it
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "jfk.flac").is_file():
+            return Path(candidate)
+    pytest.fail(f"shared test audio not found; looked in {[c for c in candidates if c]}")

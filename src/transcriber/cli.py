@@ -98,7 +98,9 @@ def _db_upgrade(settings: Settings, _args: argparse.Namespace, _extra: list[str]
 
 def _worker(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:
     from transcriber.celery_app import app, use_settings
+    from transcriber.model_store import ensure_available
 
+    ensure_available(settings.whisper_model, settings.whisper_model_dir)  # fail at start, not in every task
     use_settings(settings)
     argv = ["worker", *extra]
     if not any(a.startswith(("--loglevel", "-l")) for a in extra):
@@ -135,12 +137,7 @@ def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> i
     sessions = make_session_factory(engine)
 
     def dispatch(recording: Any) -> None:
-        dispatch_one(
-            sessions,
-            recording.id,
-            previous_task_id=None,
-            send=lambda rid, tid: send_transcribe(rid, tid, recording.file_name),
-        )
+        dispatch_one(sessions, recording.id, recording.file_name, previous_task_id=None, send=send_transcribe)
 
     ingester = Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, dispatch=dispatch)
     if args.once:  # one look, and a second after the settle time for what was still moving

@@ -117,8 +117,8 @@ def register_recording(
 
 def find_dispatchable(
     session: Session, *, now: datetime, live_task_ids: Collection[str] | None, limit: int = 1000
-) -> list[tuple[uuid.UUID, str | None]]:
-    """Queued recordings that are due and have no live task message.
+) -> list[tuple[uuid.UUID, str | None, str]]:
+    """Queued recordings that are due and have no live task message: (id, last task id, file name).
 
     ``live_task_ids`` are the task ids the broker holds (queued or reserved); a
     recording whose last dispatched ``task_id`` is not among them has no message
@@ -126,16 +126,16 @@ def find_dispatchable(
     means the broker could not be inspected: then only never-dispatched ones count.
     """
     query = (
-        select(Recording.id, Recording.task_id)
+        select(Recording.id, Recording.task_id, Recording.file_name)
         .where(Recording.status == RecordingStatus.QUEUED.value)
         .where(or_(Recording.not_before.is_(None), Recording.not_before <= now))
         .order_by(Recording.created_at)
         .limit(limit)
     )
-    rows = session.execute(query).all()
+    rows = [(rid, tid, name) for rid, tid, name in session.execute(query).all()]
     if live_task_ids is None:
-        return [(rid, tid) for rid, tid in rows if tid is None]
-    return [(rid, tid) for rid, tid in rows if tid is None or tid not in live_task_ids]
+        return [row for row in rows if row[1] is None]
+    return [row for row in rows if row[1] is None or row[1] not in live_task_ids]
 
 
 def mark_dispatched(session: Session, *, recording_id: uuid.UUID, previous_task_id: str | None, task_id: str) -> bool:

@@ -20,7 +20,7 @@ from transcriber.tables import ServiceRun
 
 log = logging.getLogger(__name__)
 
-SendTask = Callable[[uuid.UUID, str], None]
+SendTask = Callable[[uuid.UUID, str, str], None]  # recording id, task id, file name
 
 
 def _ran_recently(session: Session, name: str, now: datetime, interval: float) -> bool:
@@ -68,8 +68,8 @@ def dispatch_queued(
         candidates = lifecycle.find_dispatchable(session, now=now, live_task_ids=live_task_ids, limit=limit)
         lifecycle.record_service_run(session, name="dispatch_queued", now=now, detail=f"due {len(candidates)}")
     sent = 0
-    for recording_id, previous in candidates:
-        if dispatch_one(sessions, recording_id, previous_task_id=previous, send=send):
+    for recording_id, previous, file_name in candidates:
+        if dispatch_one(sessions, recording_id, file_name, previous_task_id=previous, send=send):
             sent += 1
     if sent:
         log.info("dispatched %d queued recording(s)", sent)
@@ -77,7 +77,12 @@ def dispatch_queued(
 
 
 def dispatch_one(
-    sessions: sessionmaker[Session], recording_id: uuid.UUID, *, previous_task_id: str | None, send: SendTask
+    sessions: sessionmaker[Session],
+    recording_id: uuid.UUID,
+    file_name: str,
+    *,
+    previous_task_id: str | None,
+    send: SendTask,
 ) -> bool:
     """Commit a fresh task id for one queued recording, then send its message."""
     task_id = str(uuid.uuid4())
@@ -86,5 +91,5 @@ def dispatch_one(
             session, recording_id=recording_id, previous_task_id=previous_task_id, task_id=task_id
         ):
             return False
-    send(recording_id, task_id)
+    send(recording_id, task_id, file_name)
     return True

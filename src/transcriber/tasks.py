@@ -14,7 +14,7 @@ from celery.signals import worker_process_init, worker_process_shutdown, worker_
 from transcriber import maintenance
 from transcriber.broker import live_task_ids
 from transcriber.celery_app import CONTROL_QUEUE, TRANSCRIBE_QUEUE, app, current_settings
-from transcriber.tables import utcnow
+from transcriber.tables import AttemptOutcome, utcnow
 from transcriber.worker import WorkerContext, policy_for
 
 log = logging.getLogger(__name__)
@@ -49,19 +49,23 @@ def _close_context(**_: Any) -> None:
         _context = None
 
 
-def send_transcribe(recording_id: uuid.UUID, task_id: str, file_name: str | None = None) -> None:
-    """Send one transcription message (ids only; the file name only for display)."""
+def send_transcribe(recording_id: uuid.UUID, task_id: str, file_name: str) -> None:
+    """Send one transcription message: the id is what counts; the file name is for Flower and logs."""
     transcribe.apply_async(
-        args=[str(recording_id)],
-        task_id=task_id,
-        queue=TRANSCRIBE_QUEUE,
-        kwargsrepr=repr({"file": file_name}) if file_name else None,
+        args=[str(recording_id)], kwargs={"file": file_name}, task_id=task_id, queue=TRANSCRIBE_QUEUE
     )
 
 
-@app.task(name="transcriber.transcribe", bind=True)
-def transcribe(self: Task, recording_id: str) -> str:
-    """Run one attempt of one recording."""
+class AttemptFailed(Exception):
+    """Raised after the failure is recorded, so Flower counts the run as failed.
+
+    Listed in the task's ``throws``: Celery logs it as one line, without a traceback.
+    """
+
+
+@app.task(name="transcriber.transcribe", bind=True, throws=(AttemptFailed,))
+def transcribe(self: Task, recording_id: str, file: str | None = None) -> str:
+    """Run one attempt of one recording (``file`` is only there for Flower and logs)."""
 
     def report(done: float, total: float | None) -> None:
         meta = {"recording_id": recording_id, "done_seconds": round(done, 1), "duration_seconds": total}
@@ -71,7 +75,10 @@ def transcribe(self: Task, recording_id: str) -> str:
 
     from transcriber.worker import run_attempt
 
-    return run_attempt(worker_context(), uuid.UUID(recording_id), task_id=self.request.id, on_progress=report)
+    outcome = run_attempt(worker_context(), uuid.UUID(recording_id), task_id=self.request.id, on_progress=report)
+    if outcome.outcome not in (None, AttemptOutcome.SUCCEEDED):
+        raise AttemptFailed(str(outcome))
+    return str(outcome) if outcome.outcome is None else f"completed {recording_id}"
 
 
 @app.task(name="transcriber.cleanup_stuck")

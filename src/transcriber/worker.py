@@ -32,7 +32,7 @@ from transcriber.redact import redact_text
 from transcriber.retry import effective_time_limit
 from transcriber.runner import Done, Info, ModelConfig, Request, Runner, SegmentEvent, SupervisedModel
 from transcriber.settings import Settings
-from transcriber.tables import Segment, utcnow
+from transcriber.tables import AttemptOutcome, Segment, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,22 @@ class WorkerContext:
         self.engine.dispose()
 
 
+@dataclass(frozen=True)
+class AttemptReport:
+    """How one attempt ended: ``outcome`` is ``None`` when there was nothing to do."""
+
+    recording_id: uuid.UUID
+    outcome: AttemptOutcome | None
+    status: str | None = None
+    error: str | None = None
+
+    def __str__(self) -> str:
+        if self.outcome is None:
+            return "noop: recording was not queued (duplicate or redelivered message)"
+        text = f"{self.outcome.value}; recording {self.status}"
+        return f"{text}: {self.error}" if self.error else text
+
+
 def run_attempt(
     ctx: WorkerContext,
     recording_id: uuid.UUID,
@@ -133,11 +149,11 @@ def run_attempt(
     task_id: str | None,
     now: Callable[[], datetime] = utcnow,
     on_progress: Callable[[float, float | None], None] | None = None,
-) -> str:
-    """Run one attempt for ``recording_id``; returns the recording's resulting status.
+) -> AttemptReport:
+    """Run one attempt for ``recording_id`` and report how it ended.
 
     A message for a recording that is not ``queued`` (a duplicate delivery, or one
-    already taken) is a logged no-op returning ``"noop"``.
+    already taken) is a logged no-op.
     """
     runner = ctx.runner()
     if isinstance(runner, SupervisedModel):
@@ -148,7 +164,7 @@ def run_attempt(
         )
     if claim is None:
         log.info("recording %s: not queued (duplicate or redelivered message), nothing to do", recording_id)
-        return "noop"
+        return AttemptReport(recording_id, None)
     log.info("recording %s attempt %d: %s from %.1fs", recording_id, claim.attempt, claim.file_name, claim.resume_from)
     try:
         check_readable(claim.file_path)
@@ -157,10 +173,10 @@ def run_attempt(
         with transaction(ctx.sessions) as session:
             lifecycle.complete_recording(session, claim, now=now(), language=language, duration_seconds=duration)
         log.info("recording %s completed", recording_id)
-        return "completed"
+        return AttemptReport(recording_id, AttemptOutcome.SUCCEEDED, "completed")
     except LeaseLost as exc:
         log.warning("recording %s: %s; dropping this attempt's work", recording_id, exc)
-        return "lease-lost"
+        return AttemptReport(recording_id, AttemptOutcome.LOST, None, str(exc))
     except TranscriberError as exc:
         return _fail(ctx, claim, exc, now)
     except OperationalError as exc:  # the database went away mid-attempt
@@ -169,15 +185,17 @@ def run_attempt(
         return _fail(ctx, claim, RetryableError(f"I/O error: {exc}"), now)
 
 
-def _fail(ctx: WorkerContext, claim: lifecycle.Claim, error: BaseException, now: Callable[[], datetime]) -> str:
+def _fail(
+    ctx: WorkerContext, claim: lifecycle.Claim, error: BaseException, now: Callable[[], datetime]
+) -> AttemptReport:
     log.warning("recording %s attempt %d failed: %s", claim.recording_id, claim.attempt, error)
     try:
         with transaction(ctx.sessions) as session:
             status = lifecycle.fail_attempt(session, claim, error=error, now=now(), policy=policy_for(ctx.settings))
-        return status.value
     except LeaseLost as exc:
         log.warning("recording %s: %s", claim.recording_id, exc)
-        return "lease-lost"
+        return AttemptReport(claim.recording_id, AttemptOutcome.LOST, None, str(exc))
+    return AttemptReport(claim.recording_id, lifecycle.outcome_for(error), status.value, str(error))
 
 
 class _Progress:

@@ -13,17 +13,16 @@ from speech import SENTENCES, conversation, write_audio
 
 pytestmark = pytest.mark.slow
 
-SHARED_AUDIO = Path(__file__).resolve().parents[3] / "shared" / "audio"
 
 
-def test_dropped_files_are_transcribed_and_bad_ones_fail_once(pipeline) -> None:
+def test_dropped_files_are_transcribed_and_bad_ones_fail_once(pipeline, shared_audio: Path) -> None:
     pipeline.start("worker", "--concurrency=1")
     pipeline.start("beat")
     pipeline.start("watch")
     inbox = pipeline.watch_dir
     name = "Call recording +18134353769_200301_171119.m4a"
     write_audio(inbox / "2026" / name, conversation(SENTENCES[:2]))
-    shutil.copyfile(SHARED_AUDIO / "jfk.flac", inbox / "jfk.flac")  # a real human voice
+    shutil.copyfile(shared_audio / "jfk.flac", inbox / "jfk.flac")  # a real human voice
     (inbox / "corrupt.m4a").write_bytes(os.urandom(4000))
     (inbox / "notes.txt").write_text("not audio")
 

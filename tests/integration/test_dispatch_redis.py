@@ -59,7 +59,7 @@ def test_two_beats_dispatch_once_per_interval(sessions: sessionmaker[Session]) -
 
     def run(now: datetime) -> int | None:
         return maintenance.dispatch_queued(
-            sessions, now=now, live_task_ids=set(), send=lambda rid, tid: sent.append(tid), interval=60
+            sessions, now=now, live_task_ids=set(), send=lambda rid, tid, name: sent.append(tid), interval=60
         )
 
     assert run(T0) == 1

@@ -164,7 +164,7 @@ def test_sql_reset_makes_failed_recordings_dispatchable(sessions: sessionmaker[S
     c = claim(sessions, rid)
     with transaction(sessions) as s:
         lifecycle.fail_attempt(s, c, error=PermanentError("File not found: /in/call.m4a"), now=T0, policy=POLICY)
-        assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=set()) == [(skipped, None)]
+        assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=set()) == [(skipped, None, "skip.m4a")]
     with sessions.begin() as s:  # exactly what the operator runs
         s.execute(
             text("UPDATE recordings SET status='queued', error_message=NULL, retry_count=0 WHERE status='failed'")
@@ -172,7 +172,7 @@ def test_sql_reset_makes_failed_recordings_dispatchable(sessions: sessionmaker[S
         s.execute(text("UPDATE recordings SET status='skipped' WHERE file_name='skip.m4a'"))
     with transaction(sessions) as s:
         due = lifecycle.find_dispatchable(s, now=T0, live_task_ids=set())
-    assert [r for r, _ in due] == [rid]
+    assert [r for r, _, _ in due] == [rid]
     assert claim(sessions, rid, task="t9").attempt == 2
 
 
@@ -184,7 +184,7 @@ def test_dispatch_skips_recordings_whose_message_is_live(sessions: sessionmaker[
     with transaction(sessions) as s:
         assert lifecycle.find_dispatchable(s, now=T0, live_task_ids={"m1"}) == []
         # Redis flushed: the message is gone, so the recording is sent again.
-        assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=set()) == [(rid, "m1")]
+        assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=set()) == [(rid, "m1", "call.m4a")]
         # Broker unknown: only never-dispatched recordings are sent.
         assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=None) == []
 

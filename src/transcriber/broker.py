@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -26,6 +27,8 @@ def live_task_ids(app: Celery, queues: Iterable[str]) -> set[str] | None:
             channel = conn.default_channel
             if conn.transport.driver_type == "redis":
                 return _redis_ids(channel, list(queues))
+            if conn.transport.driver_type == "filesystem":
+                return _folder_ids(Path(channel.data_folder_in), list(queues))
     except Exception as exc:  # the broker is down: dispatch falls back to never-sent only
         log.warning("could not inspect the broker: %s", type(exc).__name__)
         return None
@@ -45,6 +48,19 @@ def _redis_ids(channel: Any, queues: list[str]) -> set[str]:
         except (ValueError, IndexError, TypeError):
             continue
         ids.update(_ids_in(json.dumps(message)))
+    return ids
+
+
+def _folder_ids(folder: Path, queues: list[str]) -> set[str]:
+    """Kombu's folder broker keeps one ``<time>_<uuid>.<queue>.msg`` file per waiting message."""
+    ids: set[str] = set()
+    suffixes = tuple(f".{queue}.msg" for queue in queues)
+    for path in folder.glob("*.msg"):
+        if path.name.endswith(suffixes):
+            try:
+                ids.update(_ids_in(path.read_bytes()))
+            except OSError:  # consumed meanwhile
+                continue
     return ids
 
 

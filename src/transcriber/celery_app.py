@@ -47,7 +47,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     visibility = visibility_timeout_for(settings.task_timeout_seconds)
     if settings.task_timeout_realtime_factor > 0:
         visibility = visibility_timeout_for(0)  # limits grow with the file: no upper bound known
-    transport_options = {"visibility_timeout": visibility}
+    transport_options: dict[str, Any] = {"visibility_timeout": visibility}
+    if settings.embedded_broker:
+        queue_dir = settings.broker_dir / "queue"
+        control_dir = settings.broker_dir / "control"
+        for folder in (queue_dir, control_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        transport_options = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "control_folder": str(control_dir),
+        }
     interval = settings.cleanup_interval_seconds
     return {
         "broker_url": settings.celery_broker_url,

@@ -1,19 +1,22 @@
-"""The ``transcriber`` command: parses, builds the settings once, and calls the code that does the work."""
+"""The ``transcriber`` command: parses, builds the settings once, calls the code that does the work, prints.
+
+Every error a person can act on is one line on stderr and a non-zero exit code;
+``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
 
 from transcriber.errors import ConfigError, TranscriberError
 from transcriber.redact import redact_text
@@ -21,78 +24,137 @@ from transcriber.settings import Settings, load_settings
 
 log = logging.getLogger("transcriber")
 
+Handler = Callable[[Settings, argparse.Namespace, list[str]], int]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
-        _parser().error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         settings = load_settings()
-        _setup_logging(settings)
+        _setup_logging(settings, args.debug)
         return int(args.func(settings, args, extra) or 0)
-    except ConfigError as exc:
-        print(f"transcriber: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except TranscriberError as exc:
-        print(f"transcriber: {exc}", file=sys.stderr)
-        return 1
-    except OperationalError as exc:
-        print(f"transcriber: cannot reach the database: {_first_line(exc)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"transcriber: {_explain(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
 
 
-def _first_line(exc: OperationalError) -> str:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return redact_text(lines[0] if lines else type(exc).__name__) + " (check DATABASE_URL and that the server is up)"
+def _explain(exc: BaseException) -> str:
+    """One line for a person: what is wrong and what to do."""
+    if isinstance(exc, ConfigError):
+        return f"configuration error: {exc}"
+    if isinstance(exc, TranscriberError):
+        return str(exc)
+    if isinstance(exc, ProgrammingError) and "does not exist" in str(exc.orig):
+        return "the database has no transcriber tables yet: run 'transcriber db upgrade'"
+    if isinstance(exc, OperationalError):
+        if "no such table" in str(exc.orig):
+            return "the database has no transcriber tables yet: run 'transcriber db upgrade'"
+        return f"cannot reach the database: {_first_line(exc.orig or exc)} (check DATABASE_URL and that it is up)"
+    from kombu.exceptions import OperationalError as BrokerError
+
+    if isinstance(exc, BrokerError):
+        return f"cannot reach the broker: {_first_line(exc)} (check CELERY_BROKER_URL and that it is up)"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+    return f"unexpected error: {type(exc).__name__}: {_first_line(exc)} (run with --debug for details)"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return redact_text(lines[0] if lines else type(exc).__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
     parser = argparse.ArgumentParser(
         prog="transcriber",
-        description="Transcribe recorded calls: watch a folder, queue recordings, run workers.",
+        description="Transcribe recorded calls: watch a folder, queue recordings, run workers, repair failures.",
         epilog="Settings come from the environment and .env (TRANSCRIBER_ENV_FILE names another file).",
+        parents=[common],
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    db_commands.add_parser("upgrade", help="migrate the database to the newest schema").set_defaults(func=_db_upgrade)
+    def add(name: str, func: Handler, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common], **kwargs)
+        sub.set_defaults(func=func)
+        return sub
 
-    worker = commands.add_parser(
-        "worker", help="run a Celery worker (extra arguments go to Celery, e.g. --pool=solo)", add_help=False
-    )
-    worker.set_defaults(func=_worker, passthrough=True)
-    beat = commands.add_parser(
-        "beat", help="run Celery beat: stuck rescue and dispatch (run exactly one)", add_help=False
-    )
-    beat.set_defaults(func=_beat, passthrough=True)
-
-    watch = commands.add_parser("watch", help="register files dropped into WATCH_DIR as queued recordings")
+    add("run", _run, "watcher, worker and beat together on this machine (Ctrl-C stops them)")
+    db = add("db", _db_upgrade, "database schema")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the newest schema")
+    for name, func, text in (
+        ("worker", _worker, "run a Celery worker (extra arguments go to Celery, e.g. --pool=solo)"),
+        ("beat", _beat, "run Celery beat: stuck rescue and dispatch (run exactly one)"),
+    ):
+        add(name, func, text, add_help=False).set_defaults(passthrough=True)
+    watch = add("watch", _watch, "register files dropped into WATCH_DIR as queued recordings")
     watch.add_argument("--once", action="store_true", help="scan once and exit")
-    watch.set_defaults(func=_watch)
 
-    status = commands.add_parser("status", help="recordings by status, or one recording in detail")
+    status = add("status", _status, "counts by status, what is running, runs that failed; or one recording")
     status.add_argument("recording", nargs="?", help="a recording id (or its first characters)")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.set_defaults(func=_status)
+    failed = add("failed", _failed, "failed recordings with their cause")
+    failed.add_argument("--limit", type=int, default=200)
+    attempts = add("attempts", _attempts, "every run of one recording, with outcome and error")
+    attempts.add_argument("recording", help="a recording id (or its first characters)")
+    reset = add("reset", _reset, "queue recordings again (error cleared, retry_count 0), like the SQL reset")
+    reset.add_argument("recordings", nargs="*", help="recording ids (or their first characters)")
+    reset.add_argument("--failed", action="store_true", help="every failed recording")
+    skip = add("skip", _skip, "take recordings out for good (status skipped)")
+    skip.add_argument("recordings", nargs="+", help="recording ids (or their first characters)")
+    export = add("export", _export, "rebuild a transcript file from the database")
+    export.add_argument("recording", help="a recording id (or its first characters)")
+    export.add_argument("--format", choices=["txt", "srt", "vtt", "json"], default="txt")
+    export.add_argument("-o", "--output", help="file to write, or - for stdout (default: its place in OUTPUT_DIR)")
+    one = add("transcribe", _transcribe_file, "transcribe one file now: no queue, no database")
+    one.add_argument("file", type=Path)
+    one.add_argument("--format", action="append", choices=["txt", "srt", "vtt", "json"], help="repeatable")
+    one.add_argument("--output-dir", type=Path, help="where to write the files (default: beside the audio)")
+    for sub in (status, failed, attempts, reset, skip, one):
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
-def _setup_logging(settings: Settings) -> None:
+def _setup_logging(settings: Settings, debug: bool) -> None:
     logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.DEBUG if debug else settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)  # "No hostname was supplied" for the folder broker
+
+
+@contextmanager
+def _session(settings: Settings) -> Iterator[Session]:
+    from transcriber.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------- services
 
 
 def _db_upgrade(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> int:
     from transcriber.migrate import upgrade_to_head
 
-    revision = upgrade_to_head(settings.database_url)
-    print(f"database is at revision {revision}")
+    print(f"database is at revision {upgrade_to_head(settings.database_url)}")
     return 0
 
 
@@ -122,61 +184,164 @@ def _beat(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> in
     return 0
 
 
-def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+def _make_ingester(settings: Settings) -> Any:
     from transcriber.celery_app import use_settings
     from transcriber.db import make_engine, make_session_factory
-    from transcriber.ingest import Ingester, run_watch_loop
-    from transcriber.maintenance import dispatch_one
+    from transcriber.ingest import Ingester
     from transcriber.tasks import send_transcribe
 
     use_settings(settings)
     watch_dir = Path(settings.watch_dir)
     if not watch_dir.is_dir():
         raise ConfigError(f"WATCH_DIR={watch_dir} is not a folder: create it or point WATCH_DIR at one")
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
+    sessions = make_session_factory(make_engine(settings.database_url))
+    return Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, send=send_transcribe)
 
-    def dispatch(recording: Any) -> None:
-        dispatch_one(sessions, recording.id, recording.file_name, previous_task_id=None, send=send_transcribe)
 
-    ingester = Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, dispatch=dispatch)
-    if args.once:  # one look, and a second after the settle time for what was still moving
-        count = ingester.scan()
-        if ingester.pending:
-            time.sleep(settings.watch_settle_seconds)
-            count += ingester.scan()
-        print(f"registered {count} new recording(s)")
+def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    import threading
+
+    from transcriber.ingest import run_watch_loop, stop_on_signals
+
+    ingester = _make_ingester(settings)
+    if args.once:
+        print(f"registered {ingester.scan_until_settled()} new recording(s)")
         return 0
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    log.info(
-        "watching %s (settle %ss, rescan every %ss)",
-        watch_dir,
-        settings.watch_settle_seconds,
-        settings.watch_poll_seconds,
-    )
+    stop_on_signals(stop)
+    log.info("watching %s (settle %ss, rescan every %ss)", settings.watch_dir, settings.watch_settle_seconds,
+             settings.watch_poll_seconds)  # fmt: skip
     run_watch_loop(ingester, poll_seconds=settings.watch_poll_seconds, stop=stop)
-    engine.dispose()
     return 0
+
+
+def _run(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> int:
+    import threading
+
+    from transcriber.ingest import run_watch_loop, stop_on_signals
+    from transcriber.migrate import upgrade_to_head
+    from transcriber.model_store import ensure_available
+    from transcriber.supervisor import supervise
+
+    for folder in (settings.data_dir, settings.watch_dir, settings.output_dir):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_url)
+    ensure_available(settings.whisper_model, settings.whisper_model_dir)
+    ingester = _make_ingester(settings)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    watcher = threading.Thread(
+        target=run_watch_loop,
+        args=(ingester,),
+        kwargs={"poll_seconds": settings.watch_poll_seconds, "stop": stop},
+        name="watch",
+    )
+    print(f"transcriber: drop recordings into {Path(settings.watch_dir).absolute()}; transcripts appear in "
+          f"{Path(settings.output_dir).absolute()}. Ctrl-C stops.", file=sys.stderr)  # fmt: skip
+    return supervise(settings, watcher, stop)
+
+
+# ---------------------------------------------------------------- operator commands
 
 
 def _status(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
     from transcriber import report
-    from transcriber.db import make_engine, make_session_factory
+    from transcriber.tables import utcnow
 
-    engine = make_engine(settings.database_url)
-    sessions = make_session_factory(engine)
-    try:
-        with sessions() as session:
-            if args.recording:
-                data = report.recording_detail(session, args.recording)
-                print(json.dumps(data, indent=2, default=str) if args.json else report.format_detail(data))
-            else:
-                data = report.summary(session)
-                print(json.dumps(data, indent=2, default=str) if args.json else report.format_summary(data))
-    finally:
-        engine.dispose()
+    with _session(settings) as session:
+        if args.recording:
+            data = report.attempts_of(session, args.recording)
+            print(json.dumps(data, indent=2, default=str) if args.json else report.format_detail(data))
+        else:
+            data = report.summary(session, now=utcnow())
+            _print_json(data) if args.json else print(report.format_summary(data))
+    return 0
+
+
+def _failed(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber import report
+
+    with _session(settings) as session:
+        rows = report.failed_list(session, limit=args.limit)
+    _print_json(rows) if args.json else print(report.format_failed(rows))
+    return 0
+
+
+def _attempts(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber import report
+
+    with _session(settings) as session:
+        data = report.attempts_of(session, args.recording)
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"{data['id']}  {data['status']}  {data['file_name']}")
+        print(report.format_attempts(data))
+    return 0
+
+
+def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
+    from transcriber import lifecycle, report
+    from transcriber.tables import utcnow
+
+    with _session(settings) as session, session.begin():
+        ids = [report.find_recording(session, ref).id for ref in getattr(args, "recordings", [])]
+        if action == "reset":
+            if not ids and not args.failed:
+                raise TranscriberError("say which recordings to reset: IDs, or --failed for every failed one")
+            changed = lifecycle.reset_recordings(session, now=utcnow(), ids=ids, failed=args.failed)
+        else:
+            changed = lifecycle.skip_recordings(session, now=utcnow(), ids=ids)
+    if args.json:
+        _print_json([c.__dict__ for c in changed])
+        return 0
+    for c in changed:
+        print(f"{str(c.recording_id)[:8]}  {c.old_status} -> {c.new_status}  {c.file_name}")
+    print(f"{len(changed)} recording(s) changed" + ("; beat dispatches them within a cleanup interval"
+                                                    if action == "reset" and changed else ""))  # fmt: skip
+    return 0
+
+
+def _reset(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    return _change(settings, args, "reset")
+
+
+def _skip(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    return _change(settings, args, "skip")
+
+
+def _export(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber.outputs import RENDERERS, output_stem, write_atomic
+    from transcriber.report import find_recording
+    from transcriber.transcripts import load_document
+
+    with _session(settings) as session:
+        recording = find_recording(session, args.recording)
+        doc = load_document(session, recording, model=settings.whisper_model)
+    text = RENDERERS[args.format](doc)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    if args.output:
+        target = Path(args.output)
+    else:
+        stem = output_stem(Path(settings.output_dir), Path(settings.watch_dir), recording.file_path)
+        target = stem.with_name(f"{stem.name}.{args.format}")
+    write_atomic(target, text)
+    print(target)
+    return 0
+
+
+def _transcribe_file(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber.oneshot import transcribe_file
+
+    formats = tuple(args.format or settings.formats)
+    result = transcribe_file(settings, args.file, formats=formats, output_dir=args.output_dir)
+    if args.json:
+        _print_json({"text": result.text, "language": result.language, "duration": result.duration,
+                     "files": [str(p) for p in result.files]})  # fmt: skip
+    else:
+        print(result.text)
     return 0
 
 

@@ -36,6 +36,10 @@ class WorkerLost(RetryableError):
     """The process doing the work died or stopped answering."""
 
 
+class Interrupted(TranscriberError):
+    """The worker is shutting down; the attempt hands its recording back untouched."""
+
+
 class LeaseLost(TranscriberError):
     """The recording was rescued and handed to another attempt; stop quietly."""
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +84,19 @@ def walk_files(root: Path) -> Iterator[os.DirEntry[str]]:
             log.warning("cannot read folder %s: %s", folder, exc)
 
 
+@dataclass(frozen=True)
+class ReadyFile:
+    path: str
+    observation: Observation
+
+
+SendTask = Callable[[uuid.UUID, str, str], None]  # recording id, task id, file name
+
+
 class Ingester:
-    """Registers settled files of ``watch_dir`` as queued recordings, and dispatches them."""
+    """Registers settled files of ``watch_dir`` as queued recordings, and sends their messages."""
+
+    batch_size = 200  # files per transaction: 10,000 files register in seconds, not minutes
 
     def __init__(
         self,
@@ -91,31 +104,37 @@ class Ingester:
         watch_dir: Path,
         *,
         settle_seconds: float,
-        dispatch: Callable[[Recording], None],
+        send: SendTask,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessions = sessions
         self.watch_dir = watch_dir
         self.settle_seconds = settle_seconds
-        self.dispatch = dispatch
+        self.send = send
         self.clock = clock
         self.known: dict[str, Observation] = {}
         self.pending: dict[str, tuple[Observation, float]] = {}
         self.ignored: set[str] = set()
-        self._load_known()
-
-    def _load_known(self) -> None:
-        """Files already registered by path and size are not hashed again after a restart."""
-        with self.sessions() as session:
-            rows = session.execute(select(Recording.file_path, Recording.file_size)).all()
-        sizes = {path: size for path, size in rows}
-        self._registered_sizes = sizes
+        with sessions() as session:  # registered before this process started: not hashed again
+            self._registered_sizes = dict(session.execute(select(Recording.file_path, Recording.file_size)).all())
 
     def scan(self) -> int:
         """One pass over the folder; returns how many new recordings were registered."""
+        ready = self._find_settled()
+        return sum(self._register(ready[i : i + self.batch_size]) for i in range(0, len(ready), self.batch_size))
+
+    def scan_until_settled(self) -> int:
+        """Scan, and once more after the settle time for files still moving (``watch --once``)."""
+        count = self.scan()
+        if self.pending:
+            time.sleep(self.settle_seconds)
+            count += self.scan()
+        return count
+
+    def _find_settled(self) -> list[ReadyFile]:
         now = self.clock()
         seen: set[str] = set()
-        registered = 0
+        ready: list[ReadyFile] = []
         for entry in walk_files(self.watch_dir):
             path = entry.path
             seen.add(path)
@@ -133,63 +152,78 @@ class Ingester:
             current = Observation(stat.st_size, stat.st_mtime_ns)
             if self.known.get(path) == current:
                 continue
-            if path not in self.known and self._registered_sizes.get(path) == current.size:
-                self.known[path] = current  # registered before this process started
+            if path not in self.known and self._registered_sizes.get(os.path.abspath(path)) == current.size:
+                self.known[path] = current
                 continue
             previous = self.pending.get(path)
             if previous is None or previous[0] != current:
                 self.pending[path] = previous = (current, now)
-            if not has_settled(previous[1], now, self.settle_seconds):
-                continue
-            if self._register(path, current):
-                registered += 1
+            if has_settled(previous[1], now, self.settle_seconds):
+                ready.append(ReadyFile(path, current))
         for gone in set(self.pending) - seen:
             del self.pending[gone]
-        return registered
+        return ready
 
     def _ignore_once(self, path: str, reason: str) -> None:
         if path not in self.ignored:
             self.ignored.add(path)
             log.info("ignoring %s: %s", path, reason)
 
-    def _register(self, path: str, observation: Observation) -> bool:
-        try:
-            digest = sha256_of(path)
-        except OSError as exc:  # locked by the copier, or gone: try again next scan
-            log.info("not yet readable, will retry: %s (%s)", path, exc.strerror or exc)
-            return False
+    def _register(self, batch: list[ReadyFile]) -> int:
+        hashed: list[tuple[ReadyFile, str]] = []
+        for item in batch:
+            try:
+                hashed.append((item, sha256_of(item.path)))
+            except OSError as exc:  # locked by the copier (Windows), or gone: try again next scan
+                log.info("not readable yet, will retry: %s (%s)", item.path, exc.strerror or exc)
+        created: list[tuple[uuid.UUID, str, str]] = []
         with transaction(self.sessions) as session:
-            recording, created = lifecycle.register_recording(
-                session,
-                file_path=os.path.abspath(path),
-                file_name=os.path.basename(path),
-                file_size=observation.size,
-                content_sha256=digest,
-                now=utcnow(),
-            )
-        self.known[path] = observation
-        self.pending.pop(path, None)
-        if not created:
-            log.info("duplicate: %s has the same audio as recording %s (%s)", path, recording.id, recording.file_path)
-            return False
-        log.info("registered %s as recording %s", path, recording.id)
-        self.dispatch(recording)
-        return True
+            for item, digest in hashed:
+                task_id = str(uuid.uuid4())
+                recording, is_new = lifecycle.register_recording(
+                    session,
+                    file_path=os.path.abspath(item.path),
+                    file_name=os.path.basename(item.path),
+                    file_size=item.observation.size,
+                    content_sha256=digest,
+                    now=utcnow(),
+                    task_id=task_id,
+                )
+                if is_new:
+                    created.append((recording.id, task_id, recording.file_name))
+                    log.info("registered %s as recording %s", os.path.abspath(item.path), recording.id)
+                else:
+                    log.info("duplicate: %s has the same audio as recording %s (%s)",
+                             item.path, recording.id, recording.file_path)  # fmt: skip
+        for item, _ in hashed:
+            self.known[item.path] = item.observation
+            self.pending.pop(item.path, None)
+        for recording_id, task_id, file_name in created:  # committed first, then sent
+            self.send(recording_id, task_id, file_name)
+        return len(created)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """Set ``stop`` on Ctrl-C, a service stop (SIGTERM) or Ctrl-Break on Windows."""
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: stop.set())
 
 
 def run_watch_loop(ingester: Ingester, *, poll_seconds: float, stop: threading.Event, use_events: bool = True) -> None:
-    """Scan at start, on file events, and every ``poll_seconds``, until ``stop`` is set."""
+    """Scan at start, soon after file events, and every ``poll_seconds``, until ``stop`` is set."""
     wake = threading.Event()
     observer = _start_observer(ingester.watch_dir, wake) if use_events else None
-    last_full = 0.0
     try:
         while not stop.is_set():
             ingester.scan()
-            last_full = time.monotonic()
-            # While files are settling, look again soon; otherwise wait for an event or the poll.
-            wait = 1.0 if ingester.pending else poll_seconds
-            wake.wait(timeout=max(min(wait, poll_seconds - (time.monotonic() - last_full)), 0.2))
-            wake.clear()
+            # While files are settling look again soon; otherwise wait for an event or the next poll.
+            deadline = time.monotonic() + (min(1.0, poll_seconds) if ingester.pending else poll_seconds)
+            while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:
+                stop.wait(0.2)
+            if wake.is_set():
+                wake.clear()
+                stop.wait(0.2)  # let a burst of events (a copy in progress) pass
     finally:
         if observer is not None:
             observer.stop()

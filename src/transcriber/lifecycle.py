@@ -82,10 +82,12 @@ def register_recording(
     content_sha256: str,
     now: datetime,
     duration_seconds: float | None = None,
+    task_id: str | None = None,
 ) -> tuple[Recording, bool]:
     """Add a ``queued`` recording, or return the one with the same audio.
 
     Returns ``(recording, created)``; the same content dropped twice is one recording.
+    ``task_id`` is the id of the message the caller sends once this commits.
     """
     existing = session.scalar(select(Recording).where(Recording.content_sha256 == content_sha256))
     if existing is not None:
@@ -101,6 +103,7 @@ def register_recording(
         retry_count=0,
         created_at=now,
         updated_at=now,
+        task_id=task_id,
     )
     try:
         with session.begin_nested():
@@ -384,6 +387,17 @@ def fail_attempt(
     return decision.status
 
 
+def release_claim(session: Session, claim: Claim, *, now: datetime, reason: str) -> None:
+    """Hand a recording back to the queue without spending a retry (the worker is stopping).
+
+    Its saved segments stay, so the next attempt resumes after them.
+    """
+    _fenced_recording_update(
+        session, claim, status=RecordingStatus.QUEUED.value, not_before=None, task_id=None, updated_at=now
+    )
+    _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.LOST, error=reason, end=None)
+
+
 def outcome_for(error: BaseException) -> AttemptOutcome:
     if isinstance(error, AttemptTimeout):
         return AttemptOutcome.TIMEOUT
@@ -471,6 +485,64 @@ def rescue_stuck(session: Session, *, now: datetime, stuck_timeout: float, polic
         log.warning("rescued recording %s: %s -> %s", recording_id, cause, decision.status.value)
         rescued.append(Rescued(recording_id, decision.status, decision.error_message))
     return rescued
+
+
+# ---------------------------------------------------------------- operator actions
+
+
+@dataclass(frozen=True)
+class Changed:
+    recording_id: uuid.UUID
+    file_name: str
+    old_status: str
+    new_status: str
+
+
+def reset_recordings(
+    session: Session, *, now: datetime, ids: Sequence[uuid.UUID] = (), failed: bool = False
+) -> list[Changed]:
+    """What operators do in SQL: back to ``queued`` with no error and ``retry_count = 0``.
+
+    ``failed=True`` takes every failed recording; ``ids`` take those recordings in any
+    status but ``processing`` (a running attempt is left alone: it finishes or is rescued).
+    """
+    condition = Recording.status == RecordingStatus.FAILED.value if failed else Recording.id.in_(list(ids))
+    return _set_status(
+        session,
+        condition & (Recording.status != RecordingStatus.PROCESSING.value),
+        RecordingStatus.QUEUED,
+        now,
+        error_message=None,
+        retry_count=0,
+        not_before=None,
+    )
+
+
+def skip_recordings(session: Session, *, now: datetime, ids: Sequence[uuid.UUID]) -> list[Changed]:
+    """Take recordings out for good (``skipped``); a running attempt's writes are then fenced off."""
+    return _set_status(
+        session,
+        Recording.id.in_(list(ids)) & (Recording.status != RecordingStatus.SKIPPED.value),
+        RecordingStatus.SKIPPED,
+        now,
+    )
+
+
+def _set_status(
+    session: Session, condition: object, status: RecordingStatus, now: datetime, **values: object
+) -> list[Changed]:
+    rows = session.execute(
+        select(Recording.id, Recording.file_name, Recording.status).where(condition).with_for_update()  # type: ignore[arg-type]
+    ).all()
+    if not rows:
+        return []
+    session.execute(
+        update(Recording)
+        .where(Recording.id.in_([r.id for r in rows]), condition)  # type: ignore[arg-type]
+        .values(status=status.value, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return [Changed(r.id, r.file_name, r.status, status.value) for r in rows]
 
 
 # ---------------------------------------------------------------- bookkeeping

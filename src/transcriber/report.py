@@ -1,67 +1,151 @@
-"""Read-only views of the database for operators (``transcriber status``)."""
+"""Read-only views of the database for operators, and their 80-column renderings."""
 
 from __future__ import annotations
 
+import textwrap
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from transcriber.errors import TranscriberError
-from transcriber.tables import Attempt, Recording, RecordingStatus
+from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus
+
+WIDTH = 80
 
 
-def summary(session: Session) -> dict[str, Any]:
-    """Recordings by status and attempts by outcome (Flower counts attempts)."""
+def summary(session: Session, *, now: datetime) -> dict[str, Any]:
+    """Recordings by status, what runs now, and runs that did not succeed.
+
+    Flower counts runs (attempts); this shows both, so "23 failed runs for
+    4 failed recordings" reads at a glance.
+    """
     by_status = dict(session.execute(select(Recording.status, func.count()).group_by(Recording.status)).all())
     by_outcome = dict(session.execute(select(Attempt.outcome, func.count()).group_by(Attempt.outcome)).all())
-    recent_failed = session.execute(
-        select(Recording.id, Recording.file_name, Recording.retry_count, Recording.error_message)
-        .where(Recording.status == RecordingStatus.FAILED.value)
-        .order_by(Recording.updated_at.desc())
-        .limit(10)
+    processing = session.execute(
+        select(
+            Recording.id,
+            Recording.file_name,
+            Recording.worker,
+            Recording.started_at,
+            Recording.heartbeat_at,
+            Recording.progress_seconds,
+            Recording.duration_seconds,
+        )
+        .where(Recording.status == RecordingStatus.PROCESSING.value)
+        .order_by(Recording.started_at)
     ).all()
     return {
         "recordings": {status.value: int(by_status.get(status.value, 0)) for status in RecordingStatus},
-        "attempts": {str(k): int(v) for k, v in by_outcome.items()},
-        "failed": [
-            {"id": str(r.id), "file_name": r.file_name, "retry_count": r.retry_count, "error_message": r.error_message}
-            for r in recent_failed
+        "attempts": {outcome.value: int(by_outcome.get(outcome.value, 0)) for outcome in AttemptOutcome},
+        "processing": [
+            {
+                "id": str(r.id),
+                "file_name": r.file_name,
+                "worker": r.worker,
+                "started_at": r.started_at,
+                "heartbeat_age_seconds": round((now - r.heartbeat_at).total_seconds(), 1) if r.heartbeat_at else None,
+                "done_seconds": r.progress_seconds,
+                "duration_seconds": r.duration_seconds,
+                "percent": _percent(r.progress_seconds, r.duration_seconds),
+            }
+            for r in processing
         ],
     }
 
 
 def format_summary(data: dict[str, Any]) -> str:
-    lines = ["recordings: " + "  ".join(f"{k} {v}" for k, v in data["recordings"].items())]
-    if data["attempts"]:
-        lines.append("attempts:   " + "  ".join(f"{k} {v}" for k, v in sorted(data["attempts"].items())))
-    for row in data["failed"]:
-        lines.append(f"failed {row['id'][:8]}  {_clip(row['file_name'], 30)}  {_clip(row['error_message'] or '', 36)}")
+    recs, runs = data["recordings"], data["attempts"]
+    lines = [
+        "recordings  " + "  ".join(f"{k} {v}" for k, v in recs.items()),
+        "runs        " + "  ".join(f"{k} {v}" for k, v in runs.items() if v or k == "succeeded"),
+    ]
+    not_ok = sum(v for k, v in runs.items() if k not in ("succeeded", "running"))
+    if not_ok:
+        lines.append(f"            {not_ok} run(s) did not succeed, for {recs['failed']} failed recording(s)")
+    if data["processing"]:
+        lines += ["", f"{'processing':<34} {'worker':<18} {'done':>9} {'beat':>6}"]
+        for r in data["processing"]:
+            done = f"{r['percent']:.0f}%" if r["percent"] is not None else _secs(r["done_seconds"])
+            beat = _secs(r["heartbeat_age_seconds"])
+            lines.append(
+                f"{_clip(r['id'][:8] + ' ' + r['file_name'], 34):<34} {_clip(r['worker'] or '', 18):<18} "
+                f"{done:>9} {beat:>6}"
+            )
     return "\n".join(lines)
 
 
+def failed_list(session: Session, *, limit: int = 200) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(
+            Recording.id,
+            Recording.file_name,
+            Recording.duration_seconds,
+            Recording.retry_count,
+            Recording.error_message,
+            Recording.updated_at,
+        )
+        .where(Recording.status == RecordingStatus.FAILED.value)
+        .order_by(Recording.updated_at.desc())
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "id": str(r.id),
+            "file_name": r.file_name,
+            "duration_minutes": round(r.duration_seconds / 60, 1) if r.duration_seconds else None,
+            "retry_count": r.retry_count,
+            "error_message": r.error_message,
+            "updated_at": r.updated_at,
+        }
+        for r in rows
+    ]
+
+
+def format_failed(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no failed recordings"
+    lines = [f"{'id':<8}  {'file':<40} {'min':>6} {'retries':>7}  {'updated':<11}"]
+    for r in rows:
+        minutes = f"{r['duration_minutes']:.1f}" if r["duration_minutes"] is not None else "-"
+        updated = r["updated_at"].strftime("%m-%d %H:%M") if r["updated_at"] else ""
+        lines.append(
+            f"{r['id'][:8]}  {_clip(r['file_name'], 40):<40} {minutes:>6} {r['retry_count']:>7}  {updated:<11}"
+        )
+        lines += _wrap(r["error_message"] or "")
+    return "\n".join(lines)
+
+
+def _wrap(text: str, indent: int = 10) -> list[str]:
+    """The cause in full, on its own indented lines (80 columns)."""
+    return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=" " * indent, subsequent_indent=" " * indent)
+
+
 def find_recording(session: Session, ref: str) -> Recording:
-    """A recording by full id or unique id prefix."""
+    """A recording by full id or by a unique prefix of it (as printed by the other commands)."""
     try:
         found = session.get(Recording, uuid.UUID(ref))
         if found is not None:
             return found
     except ValueError:
         pass
+    prefix = ref.lower().replace("-", "")
     matches = session.scalars(
-        select(Recording).where(cast(Recording.id, String).like(f"{ref.replace('-', '')[:32]}%")).limit(2)
+        select(Recording).where(func.replace(cast(Recording.id, String), "-", "").like(f"{prefix}%")).limit(2)
     ).all()
-    if not matches:
-        matches = session.scalars(select(Recording).where(cast(Recording.id, String).like(f"{ref}%")).limit(2)).all()
     if len(matches) != 1:
-        raise TranscriberError(f"no recording {'uniquely ' if matches else ''}matches {ref!r}")
+        raise TranscriberError(
+            f"{'more than one recording' if matches else 'no recording'} matches {ref!r}: "
+            "give more of its id (see 'transcriber status' or 'transcriber failed')"
+        )
     return matches[0]
 
 
-def recording_detail(session: Session, ref: str) -> dict[str, Any]:
+def attempts_of(session: Session, ref: str) -> dict[str, Any]:
     rec = find_recording(session, ref)
-    attempts = session.scalars(select(Attempt).where(Attempt.recording_id == rec.id).order_by(Attempt.attempt)).all()
+    rows = session.scalars(select(Attempt).where(Attempt.recording_id == rec.id).order_by(Attempt.attempt)).all()
     return {
         "id": str(rec.id),
         "file_name": rec.file_name,
@@ -71,6 +155,7 @@ def recording_detail(session: Session, ref: str) -> dict[str, Any]:
         "error_message": rec.error_message,
         "duration_seconds": rec.duration_seconds,
         "progress_seconds": rec.progress_seconds,
+        "percent": _percent(rec.progress_seconds, rec.duration_seconds),
         "language": rec.language,
         "created_at": rec.created_at,
         "updated_at": rec.updated_at,
@@ -80,6 +165,8 @@ def recording_detail(session: Session, ref: str) -> dict[str, Any]:
             {
                 "attempt": a.attempt,
                 "outcome": a.outcome,
+                "task_id": a.task_id,
+                "worker": a.worker,
                 "started_at": a.started_at,
                 "finished_at": a.finished_at,
                 "time_limit_seconds": a.time_limit_seconds,
@@ -87,32 +174,56 @@ def recording_detail(session: Session, ref: str) -> dict[str, Any]:
                 "audio_end_seconds": a.audio_end_seconds,
                 "error_message": a.error_message,
             }
-            for a in attempts
+            for a in rows
         ],
     }
 
 
 def format_detail(data: dict[str, Any]) -> str:
+    done = f"{data['percent']:.0f}%" if data["percent"] is not None else _secs(data["progress_seconds"])
     lines = [
         f"{data['id']}  {data['status']}",
-        f"file:     {_clip(data['file_path'], 70)}",
-        f"retries:  {data['retry_count']}   duration: {_secs(data['duration_seconds'])}"
-        f"   done: {_secs(data['progress_seconds'])}",
+        f"file      {_clip(data['file_path'], WIDTH - 10)}",
+        f"duration  {_secs(data['duration_seconds'])}   done {done}   retries {data['retry_count']}"
+        f"   language {data['language'] or '-'}",
     ]
     if data["error_message"]:
-        lines.append(f"error:    {_clip(data['error_message'], 70)}")
-    for a in data["attempts"]:
-        span = f"{_secs(a['audio_start_seconds'])}->{_secs(a['audio_end_seconds'])}"
-        limit = f"limit {_secs(a['time_limit_seconds'])}" if a["time_limit_seconds"] else "no limit"
-        lines.append(
-            f"  #{a['attempt']} {a['outcome']:<9} {span:<16} {limit:<14} {_clip(a['error_message'] or '', 30)}"
-        )
+        lines += ["error"] + _wrap(data["error_message"])
+    lines.append(format_attempts(data))
     return "\n".join(lines)
 
 
+def format_attempts(data: dict[str, Any]) -> str:
+    if not data["attempts"]:
+        return "no runs yet"
+    lines = [f"{'#':>3}  {'outcome':<9}  {'started':<11}  {'audio done':<17}  {'limit':>7}  worker"]
+    for a in data["attempts"]:
+        started = a["started_at"].strftime("%m-%d %H:%M") if a["started_at"] else ""
+        span = f"{_secs(a['audio_start_seconds'])} -> {_secs(a['audio_end_seconds'])}"
+        limit = _secs(a["time_limit_seconds"]) if a["time_limit_seconds"] else "none"
+        worker = _clip(a["worker"] or "", WIDTH - 57)
+        lines.append(f"{a['attempt']:>3}  {a['outcome']:<9}  {started:<11}  {span:<17}  {limit:>7}  {worker}")
+        lines += _wrap(a["error_message"] or "", indent=5)
+    return "\n".join(lines)
+
+
+def _percent(done: float | None, total: float | None) -> float | None:
+    if done is None or not total:
+        return None
+    return round(min(100.0, 100.0 * done / total), 1)
+
+
 def _secs(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}s"
+    if value is None:
+        return "-"
+    value = float(value)
+    if value >= 3600:
+        return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+    if value >= 60:
+        return f"{int(value // 60)}m{int(value % 60):02d}s"
+    return f"{value:.0f}s"
 
 
 def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

@@ -23,8 +23,8 @@ ENV_FILE_VARIABLE = "TRANSCRIBER_ENV_FILE"
 
 # What each variable accepts, for the one-line error.
 _ACCEPTS: dict[str, str] = {
-    "database_url": "an SQLAlchemy URL, e.g. postgresql+psycopg2://user:pass@host:5432/transcriber",
-    "celery_broker_url": "a Celery broker URL, e.g. redis://127.0.0.1:6379/0",
+    "database_url": "an SQLAlchemy URL, e.g. postgresql+psycopg2://user:pass@host:5432/transcriber (empty = SQLite)",
+    "celery_broker_url": "a Celery broker URL, e.g. redis://127.0.0.1:6379/0 (empty = folder broker)",
     "task_timeout_seconds": "a whole number of seconds >= 0 (0 = no limit)",
     "task_timeout_realtime_factor": "a number >= 0 (0 = off)",
     "task_max_retries": "a whole number >= 0",
@@ -56,8 +56,10 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/transcriber"
-    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    # Empty = the embedded default: SQLite and a folder broker under DATA_DIR (no server needed).
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    celery_broker_url: str = ""
     watch_dir: Path = Path("inbox")
     output_dir: Path = Path("transcripts")
 
@@ -117,9 +119,27 @@ class Settings(BaseSettings):
     @classmethod
     def _url(cls, value: str) -> str:
         value = value.strip()
-        if "://" not in value:
+        if value and "://" not in value:
             raise ValueError("not a URL")
         return value
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().absolute()  # child processes may start elsewhere
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'transcriber.db').as_posix()}"
+        if not self.celery_broker_url:
+            self.celery_broker_url = "filesystem://"
+        return self
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True for kombu's folder broker (one machine, no server)."""
+        return self.celery_broker_url.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
 
     @model_validator(mode="after")
     def _stuck_after_heartbeats(self) -> Settings:

@@ -9,7 +9,13 @@ import uuid
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    after_setup_logger,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from transcriber import maintenance
 from transcriber.broker import live_task_ids
@@ -34,10 +40,26 @@ def worker_context() -> WorkerContext:
         return _context
 
 
+@after_setup_logger.connect
+def _quiet_folder_broker(**_: Any) -> None:
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)  # "No hostname was supplied" (folder broker)
+
+
 @worker_process_init.connect
 def _forget_inherited_context(**_: Any) -> None:
     global _context, _context_pid
     _context, _context_pid = None, None  # never use the parent's pool or model process
+
+
+@worker_shutting_down.connect
+def _hand_back_running_work(**_: Any) -> None:
+    """Warm shutdown (Ctrl-C, service stop): running attempts hand their recording back.
+
+    Celery would otherwise wait for a transcription that may take an hour. This runs
+    in the worker's main process, which is where solo and threads pools run tasks.
+    """
+    if _context is not None and _context_pid == os.getpid():
+        _context.stopping.set()
 
 
 @worker_process_shutdown.connect

@@ -14,25 +14,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
 from transcriber.audio import check_readable
 from transcriber.db import make_engine, make_session_factory, transaction
-from transcriber.errors import LeaseLost, RetryableError, TranscriberError
+from transcriber.errors import Interrupted, LeaseLost, RetryableError, TranscriberError
 from transcriber.model_store import resolve_model
-from transcriber.outputs import TranscriptDoc, output_stem, write_outputs
+from transcriber.outputs import output_stem, write_outputs
 from transcriber.redact import redact_text
 from transcriber.retry import effective_time_limit
 from transcriber.runner import Done, Info, ModelConfig, Request, Runner, SegmentEvent, SupervisedModel
 from transcriber.settings import Settings
-from transcriber.tables import AttemptOutcome, Segment, utcnow
+from transcriber.tables import AttemptOutcome, Recording, utcnow
+from transcriber.transcripts import load_document
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class WorkerContext:
     runner_factory: Callable[[], Runner]
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{threading.get_native_id()}")
     _local: threading.local = field(default_factory=threading.local)
+    stopping: threading.Event = field(default_factory=threading.Event)
     _runners: list[Runner] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -177,6 +179,12 @@ def run_attempt(
     except LeaseLost as exc:
         log.warning("recording %s: %s; dropping this attempt's work", recording_id, exc)
         return AttemptReport(recording_id, AttemptOutcome.LOST, None, str(exc))
+    except Interrupted:
+        reason = "Interrupted: the worker shut down; the next attempt resumes where this one stopped"
+        with transaction(ctx.sessions) as session:
+            lifecycle.release_claim(session, claim, now=now(), reason=reason)
+        log.warning("recording %s handed back to the queue: worker shutting down", recording_id)
+        return AttemptReport(recording_id, AttemptOutcome.LOST, "queued", reason)
     except TranscriberError as exc:
         return _fail(ctx, claim, exc, now)
     except OperationalError as exc:  # the database went away mid-attempt
@@ -215,9 +223,26 @@ class _Progress:
         self.duration = claim.duration_seconds
         self.last_flush = time.monotonic()
 
-    def add(self, event: SegmentEvent) -> None:
-        self.pending.append(lifecycle.SegmentData(event.start, event.end, event.text))
-        self.audio_done = event.end
+    def on_event(
+        self, event: object, limit_for: Callable[[float | None], float | None]
+    ) -> tuple[str | None, float | None] | None:
+        """Take one runner event; returns (language, duration) when the transcription is done."""
+        if isinstance(event, Info):
+            self.duration = event.duration
+            with transaction(self.ctx.sessions) as session:
+                lifecycle.set_attempt_plan(
+                    session, self.claim, duration_seconds=event.duration, time_limit=limit_for(event.duration)
+                )
+        elif isinstance(event, SegmentEvent):
+            self.pending.append(lifecycle.SegmentData(event.start, event.end, event.text))
+            self.audio_done = event.end
+        elif isinstance(event, Done):
+            self.audio_done = self.duration or self.audio_done
+            self.flush()
+            if self.pending:
+                raise RetryableError("Database error: could not save the final segments")
+            return event.language, self.duration
+        return None
 
     def due(self) -> bool:
         return time.monotonic() - self.last_flush >= self.ctx.settings.heartbeat_seconds
@@ -267,25 +292,18 @@ def _transcribe(
     )
     try:
         for event in events:
-            if isinstance(event, Info):
-                progress.duration = event.duration
-                with transaction(ctx.sessions) as session:
-                    lifecycle.set_attempt_plan(
-                        session, claim, duration_seconds=event.duration, time_limit=limit_for(event.duration)
-                    )
-            elif isinstance(event, SegmentEvent):
-                progress.add(event)
-            elif isinstance(event, Done):
-                progress.audio_done = progress.duration or progress.audio_done
-                progress.flush()
-                if progress.pending:
-                    raise RetryableError("Database error: could not save the final segments")
-                return event.language, progress.duration
+            result = progress.on_event(event, limit_for)
+            if result is not None:
+                return result
             if progress.due():
                 progress.flush()
-    except LeaseLost:
+            if ctx.stopping.is_set():
+                raise Interrupted()
+    except (LeaseLost, Interrupted) as exc:
         if isinstance(runner, SupervisedModel):
             runner.kill()  # it is still working for an attempt that no longer exists
+        if isinstance(exc, Interrupted) and progress.pending:
+            progress.flush()
         raise
     except RetryableError:
         if progress.pending:
@@ -295,21 +313,14 @@ def _transcribe(
 
 
 def _write_files(ctx: WorkerContext, claim: lifecycle.Claim, language: str | None, duration: float | None) -> None:
+    """Write the output files before the recording is marked completed (a failure here is retried)."""
     settings = ctx.settings
     if not settings.formats:
         return
     with ctx.sessions() as session:
-        rows = session.execute(
-            select(Segment.start, Segment.end, Segment.text)
-            .where(Segment.recording_id == claim.recording_id)
-            .order_by(Segment.idx)
-        ).all()
-    doc = TranscriptDoc(
-        source=claim.file_name,
-        segments=[(r.start, r.end, r.text) for r in rows],
-        language=language,
-        duration=duration,
-        model=settings.whisper_model,
-    )
+        recording = session.get(Recording, claim.recording_id)
+        assert recording is not None
+        doc = replace(load_document(session, recording, model=settings.whisper_model), language=language,
+                      duration=duration)  # fmt: skip
     stem = output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path)
     write_outputs(doc, stem, settings.formats)

@@ -14,7 +14,6 @@ from speech import SENTENCES, conversation, write_audio
 pytestmark = pytest.mark.slow
 
 
-
 def test_dropped_files_are_transcribed_and_bad_ones_fail_once(pipeline, shared_audio: Path) -> None:
     pipeline.start("worker", "--concurrency=1")
     pipeline.start("beat")

@@ -1,0 +1,74 @@
+"""``transcriber transcribe FILE``: one file now, with no queue and no database."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from transcriber.audio import check_readable
+from transcriber.outputs import TranscriptDoc, write_outputs
+from transcriber.runner import Done, Info, Request, SegmentEvent, SupervisedModel
+from transcriber.settings import Settings
+from transcriber.worker import decode_options, model_config_for
+
+
+@dataclass(frozen=True)
+class OneShotResult:
+    text: str
+    language: str | None
+    duration: float | None
+    files: list[Path]
+
+
+def progress_line(done: float, total: float | None, width: int = 30) -> str:
+    """``[#########.....]  42%  01:23 / 03:20`` (no total: just the time done)."""
+    if not total:
+        return f"{_mmss(done)} transcribed"
+    fraction = max(0.0, min(done / total, 1.0))
+    filled = int(round(fraction * width))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}  {_mmss(done)} / {_mmss(total)}"
+
+
+def _mmss(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
+
+
+def transcribe_file(
+    settings: Settings,
+    path: Path,
+    *,
+    formats: Sequence[str],
+    output_dir: Path | None = None,
+    progress: TextIO | None = None,
+) -> OneShotResult:
+    """Transcribe ``path`` with the configured model; write ``formats`` beside it or in ``output_dir``."""
+    check_readable(str(path))
+    stream = progress if progress is not None else sys.stderr
+    show = stream.isatty()
+    runner = SupervisedModel(model_config_for(settings))
+    segments: list[tuple[float, float, str]] = []
+    duration: float | None = None
+    language: str | None = None
+    try:
+        for event in runner.transcribe(Request(str(path), 0.0, decode_options(settings)), time_limit=None):
+            if isinstance(event, Info):
+                duration = event.duration
+            elif isinstance(event, SegmentEvent):
+                segments.append((event.start, event.end, event.text))
+                if show:
+                    stream.write("\r" + progress_line(event.end, duration))
+                    stream.flush()
+            elif isinstance(event, Done):
+                language = event.language
+    finally:
+        runner.close()
+        if show:
+            stream.write("\r" + progress_line(duration or 0.0, duration) + "\n")
+    doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model)
+    stem = (output_dir or path.parent) / path.stem
+    files = write_outputs(doc, stem, formats)
+    text = " ".join(t.strip() for _, _, t in segments if t.strip())
+    return OneShotResult(text, language, duration, files)

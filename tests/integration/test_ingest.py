@@ -1,0 +1,128 @@
+"""The watched folder with real files on disk and a real database; time is a fake clock."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from transcriber import ingest
+from transcriber.ingest import Ingester
+from transcriber.tables import Recording
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def sent() -> list[tuple[object, str, str]]:
+    return []
+
+
+@pytest.fixture
+def make(sessions: sessionmaker[Session], tmp_path: Path, sent: list):  # type: ignore[no-untyped-def]
+    def factory(clock: Clock | None = None, settle: float = 5.0) -> Ingester:
+        return Ingester(
+            sessions,
+            tmp_path / "inbox",
+            settle_seconds=settle,
+            send=lambda *message: sent.append(message),
+            clock=clock or Clock(),
+        )
+
+    (tmp_path / "inbox").mkdir()
+    return factory
+
+
+def names(sessions: sessionmaker[Session]) -> list[str]:
+    with sessions() as s:
+        return sorted(s.scalars(select(Recording.file_name)))
+
+
+def test_a_file_still_being_copied_is_not_taken_until_it_settles(make, sessions, tmp_path: Path, sent) -> None:
+    clock = Clock()
+    watcher = make(clock)
+    target = tmp_path / "inbox" / "Call recording +18134353769_200301_171119.m4a"
+    with open(target, "wb") as handle:
+        for _ in range(4):  # a slow copy: a chunk, then a scan a few seconds later
+            handle.write(os.urandom(64 * 1024))
+            handle.flush()
+            assert watcher.scan() == 0
+            clock.now += 3
+    assert watcher.scan() == 0  # complete now, but not yet unchanged for 5 s
+    clock.now += 5
+    assert watcher.scan() == 1
+    assert names(sessions) == [target.name]
+    [(recording_id, task_id, file_name)] = sent
+    with sessions() as s:
+        rec = s.get(Recording, recording_id)
+        assert rec is not None and (rec.status, rec.task_id, rec.file_size) == ("queued", task_id, 256 * 1024)
+    clock.now += 60
+    assert watcher.scan() == 0 and len(sent) == 1  # a rescan of an unchanged folder registers nothing
+
+
+def test_odd_names_subfolders_and_ignored_files(make, sessions, tmp_path: Path, caplog) -> None:
+    inbox = tmp_path / "inbox"
+    wanted = [
+        'sub/deeper/it\'s a "quoted" call; DROP TABLE recordings; --.M4A',
+        "café ñandú 通话.mp3",
+        "x" * 200 + ".wav",
+    ]
+    ignored = ["~$lock.m4a", ".hidden.m4a", "copying.m4a.part", "dl.crdownload", "a.tmp", "notes.txt"]
+    for name in wanted + ignored:
+        (inbox / name).parent.mkdir(parents=True, exist_ok=True)
+        (inbox / name).write_bytes(os.urandom(1000))
+    watcher = make(settle=0)
+    with caplog.at_level(logging.INFO, logger="transcriber.ingest"):
+        assert watcher.scan() == 3
+        watcher.scan()
+        watcher.scan()
+    assert names(sessions) == sorted(Path(n).name for n in wanted)
+    ignored_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ignoring")]
+    assert len(ignored_lines) == len(ignored)  # once each, not on every scan
+
+
+def test_duplicate_audio_and_changed_files(make, sessions, tmp_path: Path, caplog) -> None:
+    inbox = tmp_path / "inbox"
+    audio = os.urandom(5000)
+    (inbox / "first.m4a").write_bytes(audio)
+    watcher = make(settle=0)
+    assert watcher.scan() == 1
+    (inbox / "again.m4a").write_bytes(audio)
+    with caplog.at_level(logging.INFO, logger="transcriber.ingest"):
+        assert watcher.scan() == 0
+    assert any("duplicate" in r.getMessage() and "first.m4a" in r.getMessage() for r in caplog.records)
+    (inbox / "first.m4a").write_bytes(os.urandom(6000))  # new audio under the old name
+    assert watcher.scan() == 1
+    assert names(sessions) == ["first.m4a", "first.m4a"]
+
+
+def test_restart_does_not_rehash_known_files(make, tmp_path: Path, monkeypatch) -> None:
+    for n in range(20):
+        (tmp_path / "inbox" / f"{n}.wav").write_bytes(os.urandom(100 + n))
+    assert make(settle=0).scan() == 20
+    hashed: list[str] = []
+    real = ingest.sha256_of
+    monkeypatch.setattr(ingest, "sha256_of", lambda p: hashed.append(p) or real(p))
+    restarted = make(settle=0)
+    assert restarted.scan() == 0 and hashed == []
+    (tmp_path / "inbox" / "new.wav").write_bytes(b"new audio")
+    assert restarted.scan() == 1 and len(hashed) == 1
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_symlinks_are_not_followed(make, sessions, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(os.urandom(100))
+    (tmp_path / "inbox" / "link.wav").symlink_to(outside)
+    assert make(settle=0).scan() == 0
+    assert names(sessions) == []

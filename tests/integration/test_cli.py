@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from transcriber.db import make_engine, make_session_factory, transaction
 from transcriber.errors import AttemptTimeout, PermanentError
 
 TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
-T0 = datetime.now(timezone.utc) - timedelta(hours=1)
+T0 = datetime.now(UTC) - timedelta(hours=1)
 POLICY = lifecycle.RetryPolicy(max_retries=1, backoff_base=0, backoff_cap=0)
 
 

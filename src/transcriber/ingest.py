@@ -176,25 +176,21 @@ class Ingester:
                 hashed.append((item, sha256_of(item.path)))
             except OSError as exc:  # locked by the copier (Windows), or gone: try again next scan
                 log.info("not readable yet, will retry: %s (%s)", item.path, exc.strerror or exc)
-        created: list[tuple[uuid.UUID, str, str]] = []
+        files = [
+            lifecycle.NewFile(os.path.abspath(item.path), os.path.basename(item.path), item.observation.size, digest,
+                              str(uuid.uuid4()))
+            for item, digest in hashed
+        ]  # fmt: skip
         with transaction(self.sessions) as session:
-            for item, digest in hashed:
-                task_id = str(uuid.uuid4())
-                recording, is_new = lifecycle.register_recording(
-                    session,
-                    file_path=os.path.abspath(item.path),
-                    file_name=os.path.basename(item.path),
-                    file_size=item.observation.size,
-                    content_sha256=digest,
-                    now=utcnow(),
-                    task_id=task_id,
-                )
-                if is_new:
-                    created.append((recording.id, task_id, recording.file_name))
-                    log.info("registered %s as recording %s", os.path.abspath(item.path), recording.id)
-                else:
-                    log.info("duplicate: %s has the same audio as recording %s (%s)",
-                             item.path, recording.id, recording.file_path)  # fmt: skip
+            results = lifecycle.register_files(session, files, now=utcnow())
+        created = []
+        for new, recording, is_new in results:
+            if is_new:
+                created.append((recording.id, new.task_id, recording.file_name))
+                log.info("registered %s as recording %s", new.file_path, recording.id)
+            else:
+                log.info("duplicate: %s has the same audio as recording %s (%s)",
+                         new.file_path, recording.id, recording.file_path)  # fmt: skip
         for item, _ in hashed:
             self.known[item.path] = item.observation
             self.pending.pop(item.path, None)

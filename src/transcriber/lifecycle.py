@@ -115,6 +115,51 @@ def register_recording(
     return recording, True
 
 
+@dataclass(frozen=True)
+class NewFile:
+    file_path: str
+    file_name: str
+    file_size: int
+    content_sha256: str
+    task_id: str
+
+
+def register_files(
+    session: Session, files: Sequence[NewFile], *, now: datetime
+) -> list[tuple[NewFile, Recording, bool]]:
+    """``register_recording`` for a batch: one query for known audio, one bulk insert.
+
+    Returns ``(file, recording, created)`` per file, in order. Used by the watcher so
+    that a folder of 10,000 files registers in seconds.
+    """
+    digests = {f.content_sha256 for f in files}
+    known = {
+        r.content_sha256: r for r in session.scalars(select(Recording).where(Recording.content_sha256.in_(digests)))
+    }
+    fresh: dict[str, Recording] = {}
+    for f in files:
+        if f.content_sha256 not in known and f.content_sha256 not in fresh:
+            fresh[f.content_sha256] = Recording(
+                id=uuid.uuid4(), file_path=f.file_path, file_name=f.file_name, file_size=f.file_size,
+                content_sha256=f.content_sha256, status=RecordingStatus.QUEUED.value, retry_count=0,
+                created_at=now, updated_at=now, task_id=f.task_id,
+            )  # fmt: skip
+    try:
+        with session.begin_nested():
+            session.add_all(fresh.values())
+    except IntegrityError:  # another watcher registered some meanwhile: one by one
+        return [
+            (f, *register_recording(session, file_path=f.file_path, file_name=f.file_name, file_size=f.file_size,
+                                    content_sha256=f.content_sha256, now=now, task_id=f.task_id))
+            for f in files
+        ]  # fmt: skip
+    results = []
+    for f in files:
+        created = f.content_sha256 in fresh and fresh[f.content_sha256].task_id == f.task_id
+        results.append((f, fresh.get(f.content_sha256) or known[f.content_sha256], created))
+    return results
+
+
 # ---------------------------------------------------------------- dispatch
 
 

@@ -31,7 +31,8 @@ def resolve_model(name: str, model_dir: Path | None) -> str:
     """
     cache = model_dir or default_model_dir()
     candidate = Path(name).expanduser()
-    if candidate.is_dir():
+    looks_like_path = candidate.is_absolute() or "/" in name or "\\" in name or name.startswith((".", "~"))
+    if looks_like_path and candidate.is_dir():
         if not (candidate / "model.bin").is_file():
             raise ModelNotFound(f"WHISPER_MODEL={name} is a folder without model.bin: point it at a CTranslate2 model")
         return str(candidate)

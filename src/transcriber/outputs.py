@@ -57,7 +57,7 @@ def render_json(doc: TranscriptDoc) -> str:
         "model": doc.model,
         "text": " ".join(text.strip() for _, _, text in doc.segments if text.strip()),
         "segments": [
-            {"start": round(start, 3), "end": round(end, 3), "text": text.strip()} for start, end, text in doc.segments
+            {"start": round(start, 3), "end": round(end, 3), "text": text} for start, end, text in _spoken(doc)
         ],
     }
     return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
@@ -95,6 +95,7 @@ def write_atomic(path: Path, content: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(content)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; transcripts are for every reader of the folder
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -16,7 +16,6 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from transcriber.errors import ConfigError
-from transcriber.redact import redact_url
 
 OUTPUT_FORMAT_CHOICES = ("txt", "srt", "vtt", "json")
 ENV_FILE_VARIABLE = "TRANSCRIBER_ENV_FILE"
@@ -176,8 +175,8 @@ def _one_line(exc: ValidationError) -> str:
     if not field and ":" in message:  # model-level check names its field in the message
         field = message.split(":", 1)[0].split()[-1]
     value = first.get("input")
-    if isinstance(value, str) and field in ("database_url", "celery_broker_url"):
-        value = redact_url(value)
+    if field in ("database_url", "celery_broker_url"):
+        value = None  # a URL that does not parse cannot be masked reliably: never echo it
     shown = "" if isinstance(value, dict) or value is None else f"={value}"
     accepts = _ACCEPTS.get(field, message)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from speech import SENTENCES, conversation, long_speech, write_audio
 
 pytestmark = pytest.mark.slow

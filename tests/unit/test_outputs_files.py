@@ -9,9 +9,7 @@ import pytest
 
 from transcriber.outputs import RENDERERS, TranscriptDoc, output_stem, write_atomic, write_outputs
 
-DOC = TranscriptDoc(
-    source="call.m4a", segments=[(0.0, 2.0, "Hello.")], language="en", duration=2.0, model="tiny.en"
-)
+DOC = TranscriptDoc(source="call.m4a", segments=[(0.0, 2.0, "Hello.")], language="en", duration=2.0, model="tiny.en")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from transcriber.outputs import RENDERERS, TranscriptDoc, format_timestamp, render_json, render_srt, render_txt, render_vtt
+from transcriber.outputs import (
+    RENDERERS,
+    TranscriptDoc,
+    format_timestamp,
+    render_json,
+    render_srt,
+    render_txt,
+    render_vtt,
+)
 from transcriber.settings import OUTPUT_FORMAT_CHOICES
 
 DOC = TranscriptDoc(
@@ -49,7 +57,7 @@ def test_render_srt_numbers_only_spoken_segments() -> None:
         "1\n00:00:00,000 --> 00:00:01,500\nHello there.\n"
         "\n"
         "2\n01:02:03,456 --> 01:02:05,000\nCafé, señor?\n"
-    )
+    )  # fmt: skip
 
 
 def test_render_vtt_has_header_and_dot_timestamps() -> None:
@@ -59,7 +67,7 @@ def test_render_vtt_has_header_and_dot_timestamps() -> None:
         "00:00:00.000 --> 00:00:01.500\nHello there.\n"
         "\n"
         "01:02:03.456 --> 01:02:05.000\nCafé, señor?\n"
-    )
+    )  # fmt: skip
 
 
 def test_render_json_fields() -> None:

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("not_before", transcriber.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("current_attempt_id", sa.Integer(), nullable=True),
         sa.Column("progress_seconds", sa.Float(), nullable=True),
+        sa.Column("work_seconds_per_audio_second", sa.Float(), nullable=True),
         sa.CheckConstraint(
             "status IN ('queued', 'processing', 'completed', 'failed', 'skipped')", name=op.f("ck_recordings_status")
         ),

@@ -58,6 +58,22 @@ def check_readable(path: str) -> int:
     return size
 
 
+def probe_duration(path: str) -> float | None:
+    """The duration the container states, in seconds (reads the header only); ``None`` if unknown."""
+    import av
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            if container.duration:
+                return float(container.duration) / 1_000_000
+            stream = next(iter(container.streams.audio), None)
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+    except (av.error.FFmpegError, OSError, ValueError, StopIteration):
+        return None
+    return None
+
+
 def decode(path: str):  # type: ignore[no-untyped-def]
     """Decode to 16 kHz mono float32 (numpy), or raise ``PermanentError``."""
     import av

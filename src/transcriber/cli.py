@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         ("beat", _beat, "run Celery beat: stuck rescue and dispatch (run exactly one)"),
     ):
         add(name, func, text, add_help=False).set_defaults(passthrough=True)
+    flower = add("flower", _flower, "Flower on 127.0.0.1:5555, refusing to start without authentication",
+                 add_help=False)  # fmt: skip
+    flower.set_defaults(passthrough=True)
+    doctor = add("doctor", _doctor, "pre-flight check: settings, database, broker, model, folders, beat, time limit")
+    doctor.add_argument("--no-model", action="store_true", help="skip loading the model")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
     watch = add("watch", _watch, "register files dropped into WATCH_DIR as queued recordings")
     watch.add_argument("--once", action="store_true", help="scan once and exit")
 
@@ -167,6 +173,8 @@ def _worker(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> 
     argv = ["worker", *extra]
     if not any(a.startswith(("--loglevel", "-l")) for a in extra):
         argv.append(f"--loglevel={settings.log_level}")
+    if not any(a.startswith(("--concurrency", "-c")) for a in extra):
+        argv.append("--concurrency=1")  # one model process using every core beats several fighting for them
     if sys.platform == "win32" and not any(a.startswith(("--pool", "-P")) for a in extra):
         argv.append("--pool=solo")  # prefork does not work on Windows; our time limit works on every pool
     app.worker_main(argv)
@@ -182,6 +190,44 @@ def _beat(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> in
         argv.append(f"--loglevel={settings.log_level}")
     app.start(argv)
     return 0
+
+
+def _flower(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:
+    import os
+
+    from transcriber.celery_app import app, use_settings
+
+    insecure = "--insecure-no-auth" in extra
+    args = [a for a in extra if a != "--insecure-no-auth"]
+    basic = settings.flower_basic_auth.get_secret_value()
+    oauth = any(a.startswith("--auth") for a in args)
+    if not (basic or oauth or insecure):
+        raise ConfigError(
+            "Flower needs authentication: set FLOWER_BASIC_AUTH=user:password in .env, pass Flower's OAuth "
+            "options (--auth=... with FLOWER_OAUTH2_* variables), or start it with --insecure-no-auth"
+        )
+    if basic:
+        os.environ["FLOWER_BASIC_AUTH"] = basic  # Flower reads it from the environment: not visible in argv
+    if not any(a.startswith("--address") for a in args):
+        args.append("--address=127.0.0.1")
+    if not any(a.startswith("--port") for a in args):
+        args.append("--port=5555")
+    use_settings(settings)
+    app.start(["flower", *args])
+    return 0
+
+
+def _doctor(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber.doctor import FAIL, run_checks
+    from transcriber.tables import utcnow
+
+    checks = run_checks(settings, now=utcnow(), include_model=not args.no_model)
+    if args.json:
+        _print_json([c.__dict__ for c in checks])
+    else:
+        for c in checks:
+            print(f"{c.status.upper():<5} {c.name:<11} {c.detail}")
+    return 1 if any(c.status == FAIL for c in checks) else 0
 
 
 def _make_ingester(settings: Settings) -> Any:
@@ -250,8 +296,8 @@ def _status(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
 
     with _session(settings) as session:
         if args.recording:
-            data = report.attempts_of(session, args.recording)
-            print(json.dumps(data, indent=2, default=str) if args.json else report.format_detail(data))
+            data = report.attempts_of(session, args.recording, now=utcnow())
+            _print_json(data) if args.json else print(report.format_detail(data))
         else:
             data = report.summary(session, now=utcnow())
             _print_json(data) if args.json else print(report.format_summary(data))

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
-from transcriber.audio import is_media_file
+from transcriber.audio import is_media_file, probe_duration
 from transcriber.db import transaction
 from transcriber.tables import Recording, utcnow
 
@@ -178,7 +178,7 @@ class Ingester:
                 log.info("not readable yet, will retry: %s (%s)", item.path, exc.strerror or exc)
         files = [
             lifecycle.NewFile(os.path.abspath(item.path), os.path.basename(item.path), item.observation.size, digest,
-                              str(uuid.uuid4()))
+                              str(uuid.uuid4()), probe_duration(item.path))
             for item, digest in hashed
         ]  # fmt: skip
         with transaction(self.sessions) as session:

@@ -61,6 +61,7 @@ class Claim:
     duration_seconds: float | None
     resume_from: float
     next_segment_idx: int
+    claimed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class NewFile:
     file_size: int
     content_sha256: str
     task_id: str
+    duration_seconds: float | None = None
 
 
 def register_files(
@@ -141,7 +143,8 @@ def register_files(
         if f.content_sha256 not in known and f.content_sha256 not in fresh:
             fresh[f.content_sha256] = Recording(
                 id=uuid.uuid4(), file_path=f.file_path, file_name=f.file_name, file_size=f.file_size,
-                content_sha256=f.content_sha256, status=RecordingStatus.QUEUED.value, retry_count=0,
+                content_sha256=f.content_sha256, duration_seconds=f.duration_seconds,
+                status=RecordingStatus.QUEUED.value, retry_count=0,
                 created_at=now, updated_at=now, task_id=f.task_id,
             )  # fmt: skip
     try:
@@ -276,7 +279,7 @@ def claim_recording(
         .values(current_attempt_id=attempt_id, progress_seconds=resume_from or None)
         .execution_options(synchronize_session=False)
     )
-    return Claim(recording_id, attempt_id, number, file_path, file_name, duration, resume_from, next_idx)
+    return Claim(recording_id, attempt_id, number, file_path, file_name, duration, resume_from, next_idx, now)
 
 
 def _resume_point(session: Session, recording_id: uuid.UUID) -> tuple[float, int]:
@@ -381,6 +384,8 @@ def complete_recording(
         select(Segment.text).where(Segment.recording_id == claim.recording_id).order_by(Segment.idx)
     ).all()
     transcript = " ".join(t.strip() for t in texts if t.strip())
+    covered = (duration_seconds or 0.0) - claim.resume_from
+    speed = (now - claim.claimed_at).total_seconds() / covered if claim.claimed_at and covered > 1.0 else None
     _fenced_recording_update(
         session,
         claim,
@@ -393,6 +398,7 @@ def complete_recording(
         heartbeat_at=now,
         progress_seconds=duration_seconds,
         not_before=None,
+        work_seconds_per_audio_second=speed,
         updated_at=now,
     )
     _close_attempt(

@@ -65,6 +65,33 @@ def _load(config: dict[str, Any]) -> tuple[Any, float]:
     return model, time.monotonic() - began
 
 
+def _rss_mb() -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.Process().memory_info().rss / 2**20, 1)
+    except Exception:  # psutil missing or the platform says no: recycling by memory is then off
+        return None
+
+
+_batched: Any = None
+
+
+def _transcriber(model: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The sequential decoder, or faster-whisper's batched pipeline when a batch size is set."""
+    global _batched
+    options = dict(options)
+    batch_size = int(options.pop("batch_size", 0) or 0)
+    if batch_size <= 0:
+        return model.transcribe, options
+    if _batched is None:
+        from faster_whisper import BatchedInferencePipeline
+
+        _batched = BatchedInferencePipeline(model)
+    options.update(batch_size=batch_size, vad_filter=True)  # the batched pipeline chunks by voice activity
+    return _batched.transcribe, options
+
+
 def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
     from transcriber.audio import SAMPLE_RATE, decode
 
@@ -77,14 +104,15 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
         language = None
         probability = None
         if rest.shape[0] >= SAMPLE_RATE // 10:
-            segments, info = model.transcribe(rest, **request["options"])
+            transcribe, options = _transcriber(model, request["options"])
+            segments, info = transcribe(rest, **options)
             language, probability = info.language, info.language_probability
             for seg in segments:
                 _send(
                     out,
                     {"type": "segment", "start": offset + seg.start, "end": offset + seg.end, "text": seg.text},
                 )
-        _send(out, {"type": "done", "language": language, "language_probability": probability})
+        _send(out, {"type": "done", "language": language, "language_probability": probability, "rss_mb": _rss_mb()})
     except PermanentError as exc:
         _send(out, {"type": "error", "kind": "permanent", "message": str(exc)})
     except RetryableError as exc:

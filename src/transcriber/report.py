@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, func, select
@@ -33,7 +33,9 @@ def summary(session: Session, *, now: datetime) -> dict[str, Any]:
             Recording.heartbeat_at,
             Recording.progress_seconds,
             Recording.duration_seconds,
+            Attempt.audio_start_seconds,
         )
+        .outerjoin(Attempt, Attempt.id == Recording.current_attempt_id)
         .where(Recording.status == RecordingStatus.PROCESSING.value)
         .order_by(Recording.started_at)
     ).all()
@@ -50,6 +52,13 @@ def summary(session: Session, *, now: datetime) -> dict[str, Any]:
                 "done_seconds": r.progress_seconds,
                 "duration_seconds": r.duration_seconds,
                 "percent": _percent(r.progress_seconds, r.duration_seconds),
+                "estimated_finish": estimate_finish(
+                    now=now,
+                    started_at=r.started_at,
+                    audio_start=r.audio_start_seconds or 0.0,
+                    done=r.progress_seconds,
+                    duration=r.duration_seconds,
+                ),  # fmt: skip
             }
             for r in processing
         ],
@@ -66,13 +75,14 @@ def format_summary(data: dict[str, Any]) -> str:
     if not_ok:
         lines.append(f"            {not_ok} run(s) did not succeed, for {recs['failed']} failed recording(s)")
     if data["processing"]:
-        lines += ["", f"{'processing':<34} {'worker':<18} {'done':>9} {'beat':>6}"]
+        lines += ["", f"{'processing':<34} {'worker':<16} {'done':>5} {'finish':>8} {'beat':>6}"]
         for r in data["processing"]:
             done = f"{r['percent']:.0f}%" if r["percent"] is not None else _secs(r["done_seconds"])
+            finish = r["estimated_finish"].strftime("%H:%M:%S") if r["estimated_finish"] else "-"
             beat = _secs(r["heartbeat_age_seconds"])
             lines.append(
-                f"{_clip(r['id'][:8] + ' ' + r['file_name'], 34):<34} {_clip(r['worker'] or '', 18):<18} "
-                f"{done:>9} {beat:>6}"
+                f"{_clip(r['id'][:8] + ' ' + r['file_name'], 34):<34} {_clip(r['worker'] or '', 16):<16} "
+                f"{done:>5} {finish:>8} {beat:>6}"
             )
     return "\n".join(lines)
 
@@ -143,9 +153,16 @@ def find_recording(session: Session, ref: str) -> Recording:
     return matches[0]
 
 
-def attempts_of(session: Session, ref: str) -> dict[str, Any]:
+def attempts_of(session: Session, ref: str, *, now: datetime | None = None) -> dict[str, Any]:
     rec = find_recording(session, ref)
     rows = session.scalars(select(Attempt).where(Attempt.recording_id == rec.id).order_by(Attempt.attempt)).all()
+    running = [a for a in rows if a.id == rec.current_attempt_id and rec.status == RecordingStatus.PROCESSING.value]
+    finish = None
+    if running and now is not None:
+        finish = estimate_finish(
+            now=now, started_at=running[0].started_at, audio_start=running[0].audio_start_seconds or 0.0,
+            done=rec.progress_seconds, duration=rec.duration_seconds,
+        )  # fmt: skip
     return {
         "id": str(rec.id),
         "file_name": rec.file_name,
@@ -156,6 +173,7 @@ def attempts_of(session: Session, ref: str) -> dict[str, Any]:
         "duration_seconds": rec.duration_seconds,
         "progress_seconds": rec.progress_seconds,
         "percent": _percent(rec.progress_seconds, rec.duration_seconds),
+        "estimated_finish": finish,
         "language": rec.language,
         "created_at": rec.created_at,
         "updated_at": rec.updated_at,
@@ -187,6 +205,8 @@ def format_detail(data: dict[str, Any]) -> str:
         f"duration  {_secs(data['duration_seconds'])}   done {done}   retries {data['retry_count']}"
         f"   language {data['language'] or '-'}",
     ]
+    if data.get("estimated_finish"):
+        lines.append(f"finish    about {data['estimated_finish'].strftime('%Y-%m-%d %H:%M:%S')} UTC")
     if data["error_message"]:
         lines += ["error"] + _wrap(data["error_message"])
     lines.append(format_attempts(data))
@@ -205,6 +225,19 @@ def format_attempts(data: dict[str, Any]) -> str:
         lines.append(f"{a['attempt']:>3}  {a['outcome']:<9}  {started:<11}  {span:<17}  {limit:>7}  {worker}")
         lines += _wrap(a["error_message"] or "", indent=5)
     return "\n".join(lines)
+
+
+def estimate_finish(
+    *, now: datetime, started_at: datetime | None, audio_start: float, done: float | None, duration: float | None
+) -> datetime | None:
+    """When the running attempt should finish, at the speed it has shown so far."""
+    if started_at is None or done is None or not duration:
+        return None
+    elapsed = (now - started_at).total_seconds()
+    covered = done - audio_start
+    if elapsed <= 0 or covered <= 0:
+        return None
+    return now + timedelta(seconds=max(duration - done, 0.0) * elapsed / covered)
 
 
 def _percent(done: float | None, total: float | None) -> float | None:

@@ -55,6 +55,7 @@ class SegmentEvent:
 class Done:
     language: str | None
     language_probability: float | None
+    rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,14 @@ class Runner(Protocol):
 class SupervisedModel:
     """Parent side of ``transcriber.model_process``."""
 
-    def __init__(self, config: ModelConfig, *, load_timeout: float = 900.0) -> None:
+    def __init__(
+        self, config: ModelConfig, *, load_timeout: float = 900.0, max_tasks: int = 0, max_memory_mb: int = 0
+    ) -> None:
         self.config = config
         self.load_timeout = load_timeout
+        self.max_tasks = max_tasks
+        self.max_memory_mb = max_memory_mb
+        self.tasks_served = 0
         self.load_seconds: float | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._events: queue.Queue[Any] = queue.Queue()
@@ -129,6 +135,7 @@ class SupervisedModel:
             self.kill()
             raise ModelNotFound(f"Could not load Whisper model {self.config.model!r}: {detail}")
         self.load_seconds = float(message["load_seconds"])
+        self.tasks_served = 0
         log.info("model %s loaded in %.1fs (pid %s)", self.config.model, self.load_seconds, self._proc.pid)
 
     def transcribe(
@@ -167,12 +174,26 @@ class SupervisedModel:
             elif kind == "segment":
                 yield SegmentEvent(float(message["start"]), float(message["end"]), str(message["text"]))
             elif kind == "done":
-                yield Done(message.get("language"), message.get("language_probability"))
+                done = Done(message.get("language"), message.get("language_probability"), message.get("rss_mb"))
+                self._recycle_if_due(done.rss_mb)
+                yield done
                 return
             elif kind == "error":
                 if message["kind"] == "permanent":
                     raise PermanentError(message["message"])
                 raise RetryableError(message["message"])
+
+    def _recycle_if_due(self, rss_mb: float | None) -> None:
+        """Long-lived model processes grow; start a fresh one after N tasks or above a memory mark."""
+        self.tasks_served += 1
+        reason = None
+        if self.max_tasks and self.tasks_served >= self.max_tasks:
+            reason = f"{self.tasks_served} tasks served (WORKER_MAX_TASKS={self.max_tasks})"
+        elif self.max_memory_mb and rss_mb is not None and rss_mb > self.max_memory_mb:
+            reason = f"{rss_mb:.0f} MB resident (WORKER_MAX_MEMORY_MB={self.max_memory_mb})"
+        if reason:
+            log.info("recycling the model process: %s", reason)
+            self.close()
 
     def kill(self) -> None:
         """Kill the child now; the next ``start`` loads a fresh one."""

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from transcriber.errors import ConfigError
@@ -37,10 +37,14 @@ _ACCEPTS: dict[str, str] = {
     "whisper_cpu_threads": "a whole number >= 0 (0 = let CTranslate2 choose)",
     "whisper_beam_size": "a whole number >= 1",
     "whisper_vad_filter": "true or false",
+    "whisper_batch_size": "a whole number >= 0 (0 = sequential decoding)",
+    "worker_max_tasks": "a whole number >= 0 (0 = never recycle by count)",
+    "worker_max_memory_mb": "a whole number of MB >= 0 (0 = never recycle by memory)",
     "output_formats": "a comma-separated list of txt, srt, vtt, json",
     "watch_settle_seconds": "a number of seconds >= 0",
     "watch_poll_seconds": "a number of seconds > 0",
     "log_level": "one of DEBUG, INFO, WARNING, ERROR",
+    "flower_basic_auth": "user:password, or several separated by commas",
 }
 
 
@@ -79,11 +83,17 @@ class Settings(BaseSettings):
     whisper_beam_size: int = Field(5, ge=1)
     whisper_language: str = ""
     whisper_vad_filter: bool = True
+    whisper_batch_size: int = Field(0, ge=0)
     output_formats: str = "txt,srt,vtt,json"
+
+    worker_max_tasks: int = Field(200, ge=0)
+    worker_max_memory_mb: int = Field(0, ge=0)
 
     watch_settle_seconds: float = Field(5.0, ge=0)
     watch_poll_seconds: float = Field(30.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # user:password[,user2:password2] for Flower's basic auth; never printed.
+    flower_basic_auth: SecretStr = SecretStr("")
 
     @field_validator("whisper_device", mode="before")
     @classmethod
@@ -108,6 +118,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_default(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _basic_auth(cls, value: SecretStr) -> SecretStr:
+        pairs = [p for p in value.get_secret_value().split(",") if p.strip()]
+        if any(":" not in p or not p.split(":", 1)[0] or not p.split(":", 1)[1] for p in pairs):
+            raise ValueError("not user:password")
+        return value
 
     @field_validator("whisper_language")
     @classmethod

@@ -127,6 +127,8 @@ class Recording(Base):
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry backoff
     current_attempt_id: Mapped[int | None] = mapped_column(Integer)  # the fence
     progress_seconds: Mapped[float | None] = mapped_column(Float)  # audio done so far
+    # Seconds of work per second of audio in the attempt that finished it (doctor sizes limits with it).
+    work_seconds_per_audio_second: Mapped[float | None] = mapped_column(Float)
 
 
 class Attempt(Base):

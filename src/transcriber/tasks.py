@@ -11,6 +11,7 @@ from typing import Any
 from celery import Task
 from celery.signals import (
     after_setup_logger,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_shutdown,
@@ -28,6 +29,14 @@ log = logging.getLogger(__name__)
 _context: WorkerContext | None = None
 _context_pid: int | None = None
 _context_lock = threading.Lock()
+_concurrency = 1
+
+
+@worker_init.connect
+def _remember_concurrency(sender: Any = None, **_: Any) -> None:
+    """How many tasks this worker runs at once: the CPU threads are divided among them."""
+    global _concurrency
+    _concurrency = int(getattr(sender, "concurrency", 1) or 1)
 
 
 def worker_context() -> WorkerContext:
@@ -35,7 +44,7 @@ def worker_context() -> WorkerContext:
     global _context, _context_pid
     with _context_lock:
         if _context is None or _context_pid != os.getpid():
-            _context = WorkerContext.create(current_settings())
+            _context = WorkerContext.create(current_settings(), concurrency=_concurrency)
             _context_pid = os.getpid()
         return _context
 

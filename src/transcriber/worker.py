@@ -9,6 +9,7 @@ complete or fail. It knows nothing of Celery; the task is a thin shell around it
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -38,8 +39,12 @@ from transcriber.transcripts import load_document
 log = logging.getLogger(__name__)
 
 
-def model_config_for(settings: Settings) -> ModelConfig:
-    """Resolve the model offline and pick device and precision ("auto" means the obvious)."""
+def model_config_for(settings: Settings, *, concurrency: int = 1) -> ModelConfig:
+    """Resolve the model offline and pick device, precision and threads ("auto" means the obvious).
+
+    With ``WHISPER_CPU_THREADS=0`` the cores are divided between the worker's model
+    processes, so two cores are used fully and never oversubscribed.
+    """
     device = settings.whisper_device
     if device == "auto":
         device = "cuda" if _cuda_available() else "cpu"
@@ -51,7 +56,7 @@ def model_config_for(settings: Settings) -> ModelConfig:
         model=resolve_model(settings.whisper_model, settings.whisper_model_dir),
         device=device,
         compute_type=compute,
-        cpu_threads=settings.whisper_cpu_threads,
+        cpu_threads=settings.whisper_cpu_threads or max(1, (os.cpu_count() or 1) // max(concurrency, 1)),
         download_root=download_root,
     )
 
@@ -71,6 +76,7 @@ def decode_options(settings: Settings) -> dict[str, object]:
         "beam_size": settings.whisper_beam_size,
         "language": settings.whisper_language or None,
         "vad_filter": settings.whisper_vad_filter,
+        "batch_size": settings.whisper_batch_size,
     }
 
 
@@ -97,14 +103,16 @@ class WorkerContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def create(cls, settings: Settings, *, name: str | None = None) -> WorkerContext:
+    def create(cls, settings: Settings, *, name: str | None = None, concurrency: int = 1) -> WorkerContext:
         engine = make_engine(settings.database_url)
-        config = model_config_for(settings)
+        config = model_config_for(settings, concurrency=concurrency)
         ctx = cls(
             settings=settings,
             engine=engine,
             sessions=make_session_factory(engine),
-            runner_factory=lambda: SupervisedModel(config),
+            runner_factory=lambda: SupervisedModel(
+                config, max_tasks=settings.worker_max_tasks, max_memory_mb=settings.worker_max_memory_mb
+            ),
         )
         if name:
             ctx.name = name

@@ -92,3 +92,24 @@ def test_sql_reset_retranscribes_failed_recordings_without_restart(pipeline, tmp
     assert (status, retries, error) == ("completed", 0, None)
     assert "weekend" in transcript.lower() and "technician" in transcript.lower()
     assert [a[0] for a in pipeline.query("SELECT outcome FROM attempts ORDER BY attempt")] == ["failed", "succeeded"]
+
+
+def test_a_call_longer_than_one_attempt_finishes_across_attempts(pipeline, tmp_path: Path) -> None:
+    """Each attempt resumes after the last saved segment, so a long call completes under a short limit."""
+    write_audio(pipeline.watch_dir / "long.m4a", long_speech(240))
+    pipeline.start("worker", "--pool=solo", TASK_TIMEOUT_SECONDS="8", TASK_MAX_RETRIES="8")
+    pipeline.start("beat", TASK_MAX_RETRIES="8")
+    pipeline.start("watch")
+    pipeline.wait_for("the call to finish", lambda: pipeline.all_settled(1), timeout=240)
+
+    [(status, retries, error, transcript)] = pipeline.statuses().values()
+    assert (status, error) == ("completed", None)
+    attempts = pipeline.query("SELECT outcome, audio_start_seconds, audio_end_seconds FROM attempts ORDER BY attempt")
+    outcomes = [a[0] for a in attempts]
+    assert outcomes[-1] == "succeeded" and set(outcomes[:-1]) == {"timeout"} and len(outcomes) >= 2
+    assert retries == len(outcomes) - 1
+    for before, after in zip(attempts, attempts[1:], strict=False):
+        assert after[1] == pytest.approx(before[2] or before[1])  # starts where the last one stopped
+    segments = pipeline.query('SELECT start, "end", text FROM segments ORDER BY idx')
+    assert all(b[0] >= a[1] - 0.01 for a, b in zip(segments, segments[1:], strict=False))  # no overlap, no repeat
+    assert transcript.lower().count("quarterly invoice") >= 3  # the whole call, not just its first attempt

@@ -1,0 +1,198 @@
+"""``transcriber doctor``: a pre-flight check an operator runs after any change.
+
+Each check is a plain function returning a ``Check``; the CLI prints them and exits
+non-zero when one failed. The time-limit check compares TASK_TIMEOUT_SECONDS with
+the speed measured on recent recordings: the incident behind this project (a
+30-minute limit against 60-minute calls) is caught before the first failed run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from transcriber.redact import redact_url
+from transcriber.retry import effective_time_limit
+from transcriber.settings import Settings
+from transcriber.tables import Recording, RecordingStatus, ServiceRun
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+SAFETY_MARGIN = 1.5  # a limit should leave room for a slower machine or a busier hour
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+
+
+def limit_advice(*, timeout_seconds: int, realtime_factor: float, durations: list[float], speeds: list[float]) -> Check:
+    """Pure: would recordings of these durations finish within the limit at the measured speed?"""
+    if not speeds:
+        return Check("time limit", OK, "no completed recordings yet to measure speed; run doctor again later")
+    speed = statistics.quantiles(speeds, n=10)[-1] if len(speeds) >= 10 else max(speeds)  # a slow-ish run
+    if not durations:
+        return Check("time limit", OK, f"speed {speed:.2f} s of work per s of audio; nothing waiting")
+    longest = max(durations)
+    needed = longest * speed * SAFETY_MARGIN
+    limit = effective_time_limit(timeout_seconds, realtime_factor, longest)
+    if limit is None or limit >= needed:
+        shown = "no limit" if limit is None else f"{limit:.0f}s"
+        return Check("time limit", OK, f"longest waiting {longest / 60:.1f} min needs ~{needed:.0f}s; limit {shown}")
+    too_long = sum(1 for d in durations if (effective_time_limit(timeout_seconds, realtime_factor, d) or 0) < d * speed)
+    return Check(
+        "time limit",
+        FAIL,
+        f"{too_long} queued/failed recording(s) cannot finish in one attempt: the longest ({longest / 60:.1f} min) "
+        f"needs ~{needed:.0f}s at {speed:.2f} s/s, TASK_TIMEOUT_SECONDS={timeout_seconds}; "
+        f"set TASK_TIMEOUT_SECONDS={math.ceil(needed / 60) * 60} or "
+        f"TASK_TIMEOUT_REALTIME_FACTOR={math.ceil(speed * SAFETY_MARGIN * 10) / 10}",
+    )
+
+
+def check_time_limit(settings: Settings, sessions: sessionmaker[Session]) -> Check:
+    with sessions() as session:
+        speeds = list(
+            session.scalars(
+                select(Recording.work_seconds_per_audio_second)
+                .where(Recording.work_seconds_per_audio_second.is_not(None))
+                .order_by(Recording.finished_at.desc())
+                .limit(50)
+            )
+        )
+        durations = list(
+            session.scalars(
+                select(Recording.duration_seconds).where(
+                    Recording.status.in_([RecordingStatus.QUEUED.value, RecordingStatus.FAILED.value]),
+                    Recording.duration_seconds.is_not(None),
+                )
+            )
+        )
+    return limit_advice(
+        timeout_seconds=settings.task_timeout_seconds,
+        realtime_factor=settings.task_timeout_realtime_factor,
+        durations=[float(d) for d in durations if d is not None],
+        speeds=[float(s) for s in speeds if s],
+    )
+
+
+def check_database(settings: Settings, sessions: sessionmaker[Session]) -> Check:
+    from alembic.script import ScriptDirectory
+
+    from transcriber.migrate import alembic_config, current_revision
+
+    head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
+    engine = sessions.kw["bind"]
+    current = current_revision(engine)
+    where = redact_url(settings.database_url)
+    if current != head:
+        return Check(
+            "database", FAIL, f"{where} is at {current or 'no schema'}, not {head}: run 'transcriber db upgrade'"
+        )
+    return Check("database", OK, f"{where} reachable, schema at head ({head})")
+
+
+def check_broker(settings: Settings) -> Check:
+    from transcriber.celery_app import app, use_settings
+
+    use_settings(settings)
+    where = redact_url(settings.celery_broker_url)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=5)
+    except Exception as exc:
+        return Check("broker", FAIL, f"{where} unreachable ({type(exc).__name__}): check CELERY_BROKER_URL")
+    return Check("broker", OK, f"{where} reachable")
+
+
+def check_model(settings: Settings) -> Check:
+    from transcriber.model_store import ensure_available
+    from transcriber.runner import SupervisedModel
+    from transcriber.worker import model_config_for
+
+    began = time.monotonic()
+    ensure_available(settings.whisper_model, settings.whisper_model_dir)
+    runner = SupervisedModel(model_config_for(settings))
+    try:
+        runner.start()
+    finally:
+        runner.close()
+    config = runner.config
+    return Check(
+        "model",
+        OK,
+        f"{settings.whisper_model} on {config.device} ({config.compute_type}, {config.cpu_threads} threads) "
+        f"loaded in {runner.load_seconds or 0:.1f}s ({time.monotonic() - began:.1f}s with process start)",
+    )
+
+
+def check_folders(settings: Settings) -> list[Check]:
+    checks = []
+    watch = Path(settings.watch_dir)
+    if not watch.is_dir() or not os.access(watch, os.R_OK | os.X_OK):
+        checks.append(Check("WATCH_DIR", FAIL, f"{watch} is not a readable folder: create it or fix WATCH_DIR"))
+    else:
+        checks.append(Check("WATCH_DIR", OK, f"{watch} readable"))
+    out = Path(settings.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".doctor-"):
+            pass
+        checks.append(Check("OUTPUT_DIR", OK, f"{out} writable"))
+    except OSError as exc:
+        checks.append(Check("OUTPUT_DIR", FAIL, f"{out} is not writable ({exc.strerror}): fix OUTPUT_DIR or rights"))
+    return checks
+
+
+def check_beat(settings: Settings, sessions: sessionmaker[Session], now: datetime) -> Check:
+    with sessions() as session:
+        last = session.scalar(select(ServiceRun.last_run_at).where(ServiceRun.name == "cleanup_stuck"))
+    allowed = timedelta(seconds=max(3 * settings.cleanup_interval_seconds, 120))
+    if last is None:
+        return Check("beat", FAIL, "no cleanup run recorded: start exactly one 'transcriber beat' (and a worker)")
+    age = now - last
+    if age > allowed:
+        return Check("beat", FAIL, f"last cleanup ran {age.total_seconds():.0f}s ago: is beat (and a worker) running?")
+    return Check("beat", OK, f"last cleanup {age.total_seconds():.0f}s ago")
+
+
+def run_checks(settings: Settings, *, now: datetime, include_model: bool = True) -> list[Check]:
+    """All checks, in the order an operator would fix them; one failing does not hide the others."""
+    from transcriber.db import make_engine, make_session_factory
+
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    checks: list[Check] = [Check("settings", OK, "valid")]
+    steps: list[tuple[str, Callable[[], Check | list[Check]]]] = [
+        ("database", lambda: check_database(settings, sessions)),
+        ("broker", lambda: check_broker(settings)),
+    ]
+    if include_model:
+        steps.append(("model", lambda: check_model(settings)))
+    steps += [
+        ("folders", lambda: check_folders(settings)),
+        ("beat", lambda: check_beat(settings, sessions, now)),
+        ("time limit", lambda: check_time_limit(settings, sessions)),
+    ]
+    try:
+        for name, step in steps:
+            try:
+                result = step()
+            except Exception as exc:  # a check that cannot run is a failed check, with its reason
+                first = (redact_url(str(exc)).splitlines() or [""])[0]
+                result = Check(name, FAIL, f"{type(exc).__name__}: {first}")
+            checks.extend(result if isinstance(result, list) else [result])
+    finally:
+        engine.dispose()
+    return checks

@@ -1,0 +1,40 @@
+"""The time-limit advice: catches a 30-minute limit against 60-minute calls before they fail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from transcriber.doctor import FAIL, OK, limit_advice
+from transcriber.report import estimate_finish
+from transcriber.settings import Settings
+
+
+def test_the_incident_is_caught_and_the_fix_named() -> None:
+    check = limit_advice(timeout_seconds=1800, realtime_factor=0, durations=[3600, 3700, 600], speeds=[0.6] * 20)
+    assert check.status == FAIL
+    assert "2 queued/failed recording(s) cannot finish" in check.detail
+    assert "TASK_TIMEOUT_SECONDS=3360" in check.detail  # 3700 s x 0.6 x 1.5 margin, rounded up to a minute
+
+
+def test_enough_time_or_nothing_known_is_fine() -> None:
+    assert limit_advice(timeout_seconds=7200, realtime_factor=0, durations=[3600], speeds=[0.6]).status == OK
+    assert limit_advice(timeout_seconds=0, realtime_factor=0, durations=[99999], speeds=[5.0]).status == OK
+    assert limit_advice(timeout_seconds=60, realtime_factor=0, durations=[3600], speeds=[]).status == OK
+    assert limit_advice(timeout_seconds=60, realtime_factor=1.0, durations=[3600], speeds=[0.5]).status == OK
+
+
+def test_estimated_finish_uses_the_speed_so_far() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    started = now - timedelta(seconds=100)
+    # 200 s of audio done since 100 s of audio into the file: 2 s of audio per second; 600 s left -> 300 s.
+    assert estimate_finish(now=now, started_at=started, audio_start=100, done=300, duration=900) == now + timedelta(
+        seconds=300
+    )
+    assert estimate_finish(now=now, started_at=started, audio_start=0, done=None, duration=900) is None
+    assert estimate_finish(now=now, started_at=started, audio_start=300, done=300, duration=900) is None
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    text = (Path(__file__).parents[2] / ".env.example").read_text()
+    assert [f.upper() for f in Settings.model_fields if f"{f.upper()}=" not in text] == []

@@ -7,7 +7,8 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
+from types import ModuleType
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,28 @@ def output_stem(output_dir: Path, watch_dir: Path, file_path: str) -> Path:
 
     A file outside WATCH_DIR (registered by hand) goes to the top of OUTPUT_DIR.
     """
-    source = Path(file_path)
+    return Path(output_stem_str(str(output_dir), str(watch_dir), file_path, os.path))
+
+
+def output_stem_str(output_dir: str, watch_dir: str, file_path: str, pathmod: ModuleType) -> str:
+    r"""``output_stem`` on plain strings, for one path flavour (``ntpath`` or ``posixpath``).
+
+    Works for drive letters, spaces and UNC shares (``\\server\recordings``); on Windows the
+    folder comparison ignores case, as the file system does. Tested on Linux with ``ntpath``.
+    """
+    source = pathmod.abspath(file_path) if pathmod is os.path else pathmod.normpath(file_path)
+    root = pathmod.abspath(watch_dir) if pathmod is os.path else pathmod.normpath(watch_dir)
+    if pathmod is os.path:  # follow links the way the watcher saw the folder
+        source, root = pathmod.realpath(source), pathmod.realpath(root)
     try:
-        relative = source.resolve().relative_to(watch_dir.resolve())
-    except (ValueError, OSError):
-        relative = PurePath(source.name)  # type: ignore[assignment]
-    return output_dir / Path(relative).parent / source.stem
+        relative = pathmod.relpath(source, root)
+    except ValueError:  # another drive or share
+        relative = pathmod.basename(source)
+    if relative == pathmod.pardir or relative.startswith(pathmod.pardir + pathmod.sep):
+        relative = pathmod.basename(source)
+    folder = pathmod.dirname(relative)
+    stem = pathmod.splitext(pathmod.basename(source))[0]
+    return pathmod.join(output_dir, folder, stem) if folder else pathmod.join(output_dir, stem)
 
 
 def write_atomic(path: Path, content: str) -> None:

@@ -68,3 +68,17 @@ def test_dropped_files_are_transcribed_and_bad_ones_fail_once(pipeline, shared_a
     shutil.copyfile(inbox / "2026" / name, inbox / "same audio again.m4a")
     pipeline.wait_for("the duplicate to be logged", lambda: "duplicate" in pipeline.logs())
     assert len(pipeline.query("SELECT id FROM recordings")) == 3
+
+
+def test_model_process_is_recycled_after_max_tasks(pipeline) -> None:
+    pipeline.start("worker", "--pool=threads", WORKER_MAX_TASKS="1")
+    pipeline.start("beat")
+    pipeline.start("watch")
+    for n, sentence in enumerate(SENTENCES[:3]):
+        write_audio(pipeline.watch_dir / f"call {n}.m4a", conversation([sentence]))
+    pipeline.wait_for("three calls", lambda: pipeline.all_settled(3))
+    assert {s[0] for s in pipeline.statuses().values()} == {"completed"}
+    logs = pipeline.logs()
+    assert logs.count("recycling the model process: 1 tasks served (WORKER_MAX_TASKS=1)") == 3
+    loaded = [line.rsplit("(pid ", 1)[1].rstrip(")") for line in logs.splitlines() if "loaded in" in line]
+    assert len(set(loaded)) == 3  # a fresh model process for each task

@@ -87,3 +87,54 @@ def write_audio(path: Path, samples: np.ndarray, *, rate: int = 16000) -> Path:
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+# Distinct sentences, each with two words of its own ("a|b"): a transcript holds each sentence once and in this
+# order, or something was lost or repeated at a seam between attempts. Two words, so that one misheard word
+# (tiny.en on a synthetic voice) is not taken for a lost sentence.
+KEYED_SENTENCES = [
+    ("elephant|zoo", "The elephant at the zoo was moved to a bigger field last spring."),
+    ("invoice|accounts", "I sent the invoice twice but the accounts team never received it."),
+    ("kitchen|entrance", "We are renovating the kitchen so please use the side entrance."),
+    ("passport|booking", "Bring your passport and a printed copy of the booking confirmation."),
+    ("guitar|band", "My brother plays the guitar in a small band on Friday nights."),
+    ("hospital|appointment", "The hospital called to confirm the appointment for next Thursday."),
+    ("mortgage|bank", "Our bank offered a lower rate on the mortgage if we switch today."),
+    ("umbrella|rain", "Take an umbrella because heavy rain is expected this afternoon."),
+    ("warehouse|parcel", "The parcel left the warehouse and should arrive before noon."),
+    ("dentist|car", "I have to cancel the dentist because my car broke down again."),
+    ("chocolate|cake", "She ordered a chocolate cake for the party on Saturday evening."),
+    ("password|anyone", "Never share your password with anyone who calls you on the phone."),
+    ("airport|shuttle", "The shuttle to the airport leaves every thirty minutes from the hotel."),
+    ("library|books", "Return the books to the library before the end of the month."),
+    ("engineer|heating", "An engineer will inspect the heating system on Wednesday morning."),
+    ("vacation|lake", "We booked a short vacation by the lake for the first week of July."),
+    ("contract|parties", "The new contract must be signed by both parties before we start."),
+    ("laptop|battery", "The battery in my laptop only lasts about two hours now."),
+    ("restaurant|station", "Let us meet at the Italian restaurant next to the train station."),
+    ("furniture|delivery", "The furniture delivery was delayed until the middle of next week."),
+]
+
+
+def keyed_call(count: int = len(KEYED_SENTENCES)) -> tuple[np.ndarray, list[str]]:
+    """A call of ``count`` different sentences; returns the audio and their keywords in order."""
+    chosen = KEYED_SENTENCES[:count]
+    return conversation([sentence for _, sentence in chosen], pause=0.7), [word for word, _ in chosen]
+
+
+def keywords_in_order_once(transcript: str, words: Sequence[str]) -> list[str]:
+    """Problems found: keywords missing, repeated, or out of order (empty list = all good)."""
+    import re
+
+    found = re.findall(r"[a-z]+", transcript.lower())
+    problems = []
+    positions = []
+    for alternatives in words:
+        hits = max(([i for i, w in enumerate(found) if w == word] for word in alternatives.split("|")), key=len)
+        if len(hits) != 1:
+            problems.append(f"{alternatives} x{len(hits)}")
+        else:
+            positions.append(hits[0])
+    if positions != sorted(positions):
+        problems.append("out of order")
+    return problems

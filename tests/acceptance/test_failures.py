@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from speech import SENTENCES, conversation, long_speech, write_audio
+from speech import SENTENCES, conversation, keyed_call, keywords_in_order_once, long_speech, write_audio
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_time_limit_is_enforced_on_every_pool(pipeline, six_minute_call: Path, p
 
 
 def test_sigkilled_worker_is_rescued_and_the_call_completes(pipeline, tmp_path: Path) -> None:
-    audio = long_speech(90)
+    audio, keywords = keyed_call()
     write_audio(pipeline.watch_dir / "killed mid call.m4a", audio)
     worker = pipeline.start("worker", "--pool=solo", WHISPER_CPU_THREADS="1")
     pipeline.start("beat")
@@ -59,8 +59,7 @@ def test_sigkilled_worker_is_rescued_and_the_call_completes(pipeline, tmp_path: 
     assert [a[0] for a in attempts] == ["lost", "succeeded"]
     assert attempts[0][1].startswith("Worker lost: no heartbeat for ")
     assert attempts[1][2] > 0  # the second attempt resumed after the saved segments
-    for sentence in ("quarterly invoice", "insurance company"):
-        assert sentence in transcript.lower()
+    assert keywords_in_order_once(transcript, keywords) == []  # every sentence, in order, once
     segments = pipeline.query('SELECT start, "end" FROM segments ORDER BY idx')
     assert all(b[0] >= a[1] - 0.01 for a, b in zip(segments, segments[1:], strict=False))  # no overlap at the seam
 
@@ -96,9 +95,10 @@ def test_sql_reset_retranscribes_failed_recordings_without_restart(pipeline, tmp
 
 def test_a_call_longer_than_one_attempt_finishes_across_attempts(pipeline, tmp_path: Path) -> None:
     """Each attempt resumes after the last saved segment, so a long call completes under a short limit."""
-    write_audio(pipeline.watch_dir / "long.m4a", long_speech(240))
-    pipeline.start("worker", "--pool=solo", TASK_TIMEOUT_SECONDS="8", TASK_MAX_RETRIES="8")
-    pipeline.start("beat", TASK_MAX_RETRIES="8")
+    audio, keywords = keyed_call()
+    write_audio(pipeline.watch_dir / "long.m4a", audio)
+    pipeline.start("worker", "--pool=solo", TASK_TIMEOUT_SECONDS="3", TASK_MAX_RETRIES="10")
+    pipeline.start("beat", TASK_MAX_RETRIES="10")
     pipeline.start("watch")
     pipeline.wait_for("the call to finish", lambda: pipeline.all_settled(1), timeout=240)
 
@@ -110,6 +110,6 @@ def test_a_call_longer_than_one_attempt_finishes_across_attempts(pipeline, tmp_p
     assert retries == len(outcomes) - 1
     for before, after in zip(attempts, attempts[1:], strict=False):
         assert after[1] == pytest.approx(before[2] or before[1])  # starts where the last one stopped
-    segments = pipeline.query('SELECT start, "end", text FROM segments ORDER BY idx')
-    assert all(b[0] >= a[1] - 0.01 for a, b in zip(segments, segments[1:], strict=False))  # no overlap, no repeat
-    assert transcript.lower().count("quarterly invoice") >= 3  # the whole call, not just its first attempt
+    segments = pipeline.query('SELECT start, "end" FROM segments ORDER BY idx')
+    assert all(b[0] >= a[1] - 0.01 for a, b in zip(segments, segments[1:], strict=False))  # no overlap
+    assert keywords_in_order_once(transcript, keywords) == []  # every sentence, in order, once

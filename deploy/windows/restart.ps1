@@ -1,0 +1,99 @@
+#Requires -Version 5.1
+#Requires -RunAsAdministrator
+<#
+.SYNOPSIS
+    Restarts transcriber's Windows services (or starts them) and shows that they stay up.
+
+.DESCRIPTION
+    Settings are read once, when a service starts: after editing .env, restart the services
+    it concerns (TASK_TIMEOUT_SECONDS -> worker; when unsure, all). A worker that is
+    transcribing hands its recording back to the queue with its progress kept (up to 90 s),
+    then starts again. Each service must report Running and keep the same process for
+    -SettleSeconds; otherwise the end of its log is shown and the exit code is 1.
+
+.EXAMPLE
+    .\restart.ps1
+.EXAMPLE
+    .\restart.ps1 -Service worker
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('worker', 'beat', 'watch', 'flower', 'all')]
+    [string]$Service = 'all',
+    # How long each must stay up after starting (a bad setting makes a service exit within seconds).
+    [ValidateRange(0, 600)]
+    [int]$SettleSeconds = 15
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function Get-ServiceInfo([string]$Name) {
+    return Get-CimInstance -ClassName Win32_Service -Filter "Name='$Name'"
+}
+
+$roles = if ($Service -eq 'all') { @('worker', 'beat', 'watch', 'flower') } else { @($Service) }
+$names = @(foreach ($role in $roles) {
+        $name = "transcriber-$role"
+        if (Get-Service -Name $name -ErrorAction SilentlyContinue) { $name }
+        elseif ($Service -ne 'all') { throw "$name is not installed on this machine (see install.ps1)." }
+    })
+if ($names.Count -eq 0) { throw 'No transcriber service is installed on this machine: run install.ps1 first.' }
+
+$startedPid = @{}
+$problem = @{}
+foreach ($name in $names) {
+    try {
+        if ((Get-Service -Name $name).Status -ne 'Stopped') {
+            Write-Host "stopping $name"
+            Stop-Service -Name $name  # WinSW sends Ctrl+C and kills after 90 s
+        }
+        Write-Host "starting $name"
+        Start-Service -Name $name
+        (Get-Service -Name $name).WaitForStatus('Running', [TimeSpan]::FromSeconds(60))
+        $startedPid[$name] = (Get-ServiceInfo $name).ProcessId
+    }
+    catch {
+        $problem[$name] = $_.Exception.Message
+    }
+}
+
+if ($SettleSeconds -gt 0) {
+    Write-Host "waiting $SettleSeconds s to see that they stay up"
+    Start-Sleep -Seconds $SettleSeconds
+}
+
+$rows = foreach ($name in $names) {
+    $info = Get-ServiceInfo $name
+    # A service that exited and was restarted by Windows meanwhile has a new process id.
+    if (-not $problem.ContainsKey($name) -and ($info.State -ne 'Running' -or $info.ProcessId -ne $startedPid[$name])) {
+        $problem[$name] = 'did not stay running'
+    }
+    $wrapperExe = $info.PathName.Trim().Trim('"')  # <install folder>\services\<name>.exe
+    $logs = Join-Path (Split-Path -Parent (Split-Path -Parent $wrapperExe)) 'logs'
+    [pscustomobject]@{
+        Service   = $name
+        State     = $info.State
+        StartMode = $info.StartMode
+        Account   = $info.StartName
+        Result    = $(if ($problem.ContainsKey($name)) { 'FAILED' } else { 'ok' })
+        Log       = Join-Path $logs "$name.err.log"
+    }
+}
+Write-Host ($rows | Format-Table -AutoSize | Out-String -Width 240)
+
+foreach ($row in $rows | Where-Object { $_.Result -ne 'ok' }) {
+    Write-Warning "$($row.Service): $($problem[$row.Service]). The end of its logs:"
+    $logs = Split-Path -Parent $row.Log
+    foreach ($log in @($row.Log, (Join-Path $logs "$($row.Service).wrapper.log"))) {
+        if (Test-Path -LiteralPath $log) {
+            Write-Host "--- $log"
+            Get-Content -LiteralPath $log -Tail 20 | ForEach-Object { Write-Host "    $_" }
+        }
+    }
+}
+if ($problem.Count -gt 0) {
+    $installDir = Split-Path -Parent (Split-Path -Parent @($rows)[0].Log)
+    Write-Host "Check the settings with: cd '$installDir'; .\venv\Scripts\transcriber.exe doctor"
+    exit 1
+}

@@ -67,3 +67,19 @@ def test_doctor_passes_then_catches_a_limit_too_short(pg_url: str, redis_url: st
         lifecycle.record_service_run(s, name="cleanup_stuck", now=now - timedelta(hours=1), detail="")
     assert doctor(env, "--no-model")[1]["beat"]["status"] == "fail"
     engine.dispose()
+
+
+def test_doctor_names_a_database_or_broker_that_is_down(pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": pg_url, "CELERY_BROKER_URL": redis_url,
+        "WATCH_DIR": str(tmp_path / "in"), "OUTPUT_DIR": str(tmp_path / "out"),
+    }  # fmt: skip
+    code, checks = doctor({**env, "CELERY_BROKER_URL": "redis://:s3cret@127.0.0.1:1/0"}, "--no-model")
+    assert code == 1 and checks["broker"]["status"] == "fail"
+    assert "check CELERY_BROKER_URL" in checks["broker"]["detail"] and "s3cret" not in checks["broker"]["detail"]
+    assert checks["database"]["status"] == "ok"
+
+    code, checks = doctor({**env, "DATABASE_URL": "postgresql+psycopg2://app:s3cret@127.0.0.1:1/x"}, "--no-model")
+    assert code == 1 and checks["database"]["status"] == "fail" and checks["broker"]["status"] == "ok"
+    assert "s3cret" not in json.dumps(checks)

@@ -28,12 +28,12 @@ def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def speak(text: str, *, voice: str = "en-us", speed: int = 150) -> np.ndarray:
+def speak(text: str, *, voice: str = "en-us", speed: int = 150, pitch: int = 50) -> np.ndarray:
     """Speech for ``text`` as 16 kHz mono float32."""
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
         subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text],
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
             check=True,
             capture_output=True,
         )
@@ -65,22 +65,39 @@ def long_speech(min_seconds: float) -> np.ndarray:
     return np.concatenate([one_round] * repeats)
 
 
-def write_audio(path: Path, samples: np.ndarray, *, rate: int = 16000) -> Path:
-    """Encode mono float32 samples; the container follows the suffix (.m4a = AAC, .wav, .flac)."""
+def tone(seconds: float, hz: float = 440.0, level: float = 0.3) -> np.ndarray:
+    """A steady tone: a stand-in for hold music or a ringing line."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (level * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def write_audio(path: Path, samples: np.ndarray, *, rate: int = 16000, right: np.ndarray | None = None,
+                faststart: bool = False) -> Path:  # fmt: skip
+    """Encode float32 samples (two channels when ``right`` is given); the container follows the suffix.
+
+    ``faststart`` puts an m4a's index first, as phone recorders do, so a truncated file still opens.
+    """
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     codec = {".m4a": "aac", ".mp4": "aac", ".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame"}[suffix]
     fmt = {".m4a": "mp4", ".mp4": "mp4"}.get(suffix)
+    layout = "mono" if right is None else "stereo"
+    if right is not None:
+        length = max(len(samples), len(right))
+        samples = np.stack([np.pad(samples, (0, length - len(samples))), np.pad(right, (0, length - len(right)))])
+    else:
+        samples = samples.reshape(1, -1)
     pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
-    with av.open(str(path), "w", format=fmt) as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", format=fmt, options=options) as container:
         stream = container.add_stream(codec, rate=rate)
-        stream.layout = "mono"
+        stream.layout = layout
         frame_size = 1024
-        for start in range(0, len(pcm), frame_size):
-            chunk = pcm[start : start + frame_size].reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+        for start in range(0, pcm.shape[1], frame_size):
+            chunk = np.ascontiguousarray(pcm[:, start : start + frame_size].T).reshape(1, -1)  # interleaved s16
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout=layout)
             frame.sample_rate = rate
             for packet in stream.encode(frame):
                 container.mux(packet)

@@ -50,6 +50,14 @@ def upgrade() -> None:
         sa.Column("current_attempt_id", sa.Integer(), nullable=True),
         sa.Column("progress_seconds", sa.Float(), nullable=True),
         sa.Column("work_seconds_per_audio_second", sa.Float(), nullable=True),
+        sa.Column("channels", sa.Integer(), nullable=True),
+        sa.Column("language_probability", sa.Float(), nullable=True),
+        sa.Column("speech_seconds", sa.Float(), nullable=True),
+        sa.Column("avg_logprob", sa.Float(), nullable=True),
+        sa.Column("no_speech_prob", sa.Float(), nullable=True),
+        sa.Column("words_per_minute", sa.Float(), nullable=True),
+        sa.Column("needs_review", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("review_reasons", sa.Text(), nullable=True),
         sa.CheckConstraint(
             "status IN ('queued', 'processing', 'completed', 'failed', 'skipped')", name=op.f("ck_recordings_status")
         ),
@@ -104,6 +112,10 @@ def upgrade() -> None:
         sa.Column("end", sa.Float(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("attempt_id", sa.Integer(), nullable=True),
+        sa.Column("speaker", sa.String(length=64), nullable=True),
+        sa.Column("avg_logprob", sa.Float(), nullable=True),
+        sa.Column("no_speech_prob", sa.Float(), nullable=True),
+        sa.Column("words", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["recording_id"], ["recordings.id"], name=op.f("fk_segments_recording_id_recordings"), ondelete="CASCADE"
         ),

@@ -91,6 +91,59 @@ def decode(path: str):  # type: ignore[no-untyped-def]
     return samples
 
 
+def check_complete(decoded_seconds: float, stated_seconds: float | None) -> None:
+    """A decode that stops well short of the container's stated duration is never passed off as complete."""
+    if not stated_seconds:
+        return
+    tolerance = max(2.0, 0.01 * stated_seconds)
+    if decoded_seconds < stated_seconds - tolerance:
+        raise PermanentError(
+            f"Incomplete decode: got {decoded_seconds / 60:.1f} of {stated_seconds / 60:.1f} min "
+            "(the file is truncated or damaged; replace it and reset the recording)"
+        )
+
+
+def source_channels(path: str) -> int:
+    """How many channels the file's first audio stream has (0 if unknown)."""
+    import av
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = next(iter(container.streams.audio), None)
+            return int(stream.codec_context.channels) if stream is not None else 0
+    except (av.error.FFmpegError, OSError, ValueError):
+        return 0
+
+
+def channels_differ(left, right) -> bool:  # type: ignore[no-untyped-def]
+    """True when the two sides carry different audio (a two-channel call recorder), not one signal twice."""
+    import numpy as np
+
+    step = 8  # a subsample is plenty to tell "same signal" from "two speakers"
+    a, b = left[::step].astype(np.float64), right[::step].astype(np.float64)
+    energy_a, energy_b = float(np.dot(a, a)), float(np.dot(b, b))
+    if energy_a == 0 or energy_b == 0:
+        return energy_a != energy_b  # one side silent: the other side is a separate speaker
+    correlation = float(np.dot(a, b)) / (energy_a * energy_b) ** 0.5
+    return correlation < 0.95
+
+
+def decode_sides(path: str, mode: str):  # type: ignore[no-untyped-def]
+    """The audio to transcribe: ``[mono]``, or ``[left, right]`` for a two-channel call (``mode`` auto|mix|split)."""
+    from faster_whisper.audio import decode_audio
+
+    if mode == "mix" or source_channels(path) != 2:
+        return [decode(path)]
+    check_readable(path)
+    try:
+        left, right = decode_audio(path, sampling_rate=SAMPLE_RATE, split_stereo=True)
+    except Exception as exc:  # same families as decode(); keep the decoder's words
+        raise PermanentError(f"Unreadable audio: {_describe(exc)}") from None
+    if mode == "split" or channels_differ(left, right):
+        return [left, right]
+    return [(left + right) / 2]
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())

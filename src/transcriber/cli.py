@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = add("status", _status, "counts by status, what is running, runs that failed; or one recording")
     status.add_argument("recording", nargs="?", help="a recording id (or its first characters)")
+    status.add_argument("--needs-review", action="store_true", help="transcripts whose quality figures are off")
     failed = add("failed", _failed, "failed recordings with their cause")
     failed.add_argument("--limit", type=int, default=200)
     attempts = add("attempts", _attempts, "every run of one recording, with outcome and error")
@@ -295,7 +296,10 @@ def _status(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
     from transcriber.tables import utcnow
 
     with _session(settings) as session:
-        if args.recording:
+        if args.needs_review:
+            rows = report.needs_review_list(session)
+            _print_json(rows) if args.json else print(report.format_needs_review(rows))
+        elif args.recording:
             data = report.attempts_of(session, args.recording, now=utcnow())
             _print_json(data) if args.json else print(report.format_detail(data))
         else:

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
+from transcriber.quality import ScoredSegment, assess
 from transcriber.retry import decide_after_error
 from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, Segment, ServiceRun
 
@@ -69,6 +70,10 @@ class SegmentData:
     start: float
     end: float
     text: str
+    speaker: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    words: str | None = None  # JSON, when word timestamps are on
 
 
 # ---------------------------------------------------------------- registration
@@ -346,6 +351,10 @@ def save_progress(
                     "end": seg.end,
                     "text": seg.text,
                     "attempt_id": claim.attempt_id,
+                    "speaker": seg.speaker,
+                    "avg_logprob": seg.avg_logprob,
+                    "no_speech_prob": seg.no_speech_prob,
+                    "words": seg.words,
                 }
                 for i, seg in enumerate(segments)
             ],
@@ -377,13 +386,32 @@ def _fenced_recording_update(session: Session, claim: Claim, **values: object) -
 
 
 def complete_recording(
-    session: Session, claim: Claim, *, now: datetime, language: str | None, duration_seconds: float | None
+    session: Session,
+    claim: Claim,
+    *,
+    now: datetime,
+    language: str | None,
+    duration_seconds: float | None,
+    language_probability: float | None = None,
+    speech_seconds: float | None = None,
+    channels: int | None = None,
 ) -> str:
-    """Mark the recording completed with the transcript assembled from its segments."""
-    texts = session.scalars(
-        select(Segment.text).where(Segment.recording_id == claim.recording_id).order_by(Segment.idx)
+    """Mark the recording completed with the transcript assembled from its segments, and its quality figures."""
+    rows = session.execute(
+        select(Segment.start, Segment.end, Segment.text, Segment.avg_logprob, Segment.no_speech_prob, Segment.speaker)
+        .where(Segment.recording_id == claim.recording_id)
+        .order_by(Segment.idx)
     ).all()
-    transcript = " ".join(t.strip() for t in texts if t.strip())
+    spoken = [r for r in rows if r.text.strip()]
+    if any(r.speaker for r in spoken):  # a two-channel call reads as a conversation
+        transcript = "\n".join(f"{r.speaker}: {r.text.strip()}" for r in spoken)
+    else:
+        transcript = " ".join(r.text.strip() for r in spoken)
+    figures = assess(
+        [ScoredSegment(r.start, r.end, r.text, r.avg_logprob, r.no_speech_prob) for r in rows],
+        speech_seconds=speech_seconds,
+        language_probability=language_probability,
+    )
     covered = (duration_seconds or 0.0) - claim.resume_from
     speed = (now - claim.claimed_at).total_seconds() / covered if claim.claimed_at and covered > 1.0 else None
     _fenced_recording_update(
@@ -399,6 +427,14 @@ def complete_recording(
         progress_seconds=duration_seconds,
         not_before=None,
         work_seconds_per_audio_second=speed,
+        channels=channels,
+        language_probability=figures.language_probability,
+        speech_seconds=figures.speech_seconds,
+        avg_logprob=figures.avg_logprob,
+        no_speech_prob=figures.no_speech_prob,
+        words_per_minute=figures.words_per_minute,
+        needs_review=figures.needs_review,
+        review_reasons="; ".join(figures.reasons) or None,
         updated_at=now,
     )
     _close_attempt(

@@ -79,40 +79,45 @@ _batched: Any = None
 
 def _transcriber(model: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The sequential decoder, or faster-whisper's batched pipeline when a batch size is set."""
+    import inspect
+
     global _batched
     options = dict(options)
     batch_size = int(options.pop("batch_size", 0) or 0)
+    if options.get("hallucination_silence_threshold"):
+        options["word_timestamps"] = True  # faster-whisper needs word timings to find the silences
     if batch_size <= 0:
-        return model.transcribe, options
-    if _batched is None:
-        from faster_whisper import BatchedInferencePipeline
+        function = model.transcribe
+    else:
+        if _batched is None:
+            from faster_whisper import BatchedInferencePipeline
 
-        _batched = BatchedInferencePipeline(model)
-    options.update(batch_size=batch_size, vad_filter=True)  # the batched pipeline chunks by voice activity
-    return _batched.transcribe, options
+            _batched = BatchedInferencePipeline(model)
+        function = _batched.transcribe
+        options.update(batch_size=batch_size, vad_filter=True)  # the batched pipeline chunks by voice activity
+    accepted = inspect.signature(function).parameters
+    return function, {k: v for k, v in options.items() if k in accepted}
+
+
+SPLIT_WINDOW_SECONDS = 600.0  # two-channel calls are transcribed side by side in windows of this size
 
 
 def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
-    from transcriber.audio import SAMPLE_RATE, decode
+    from transcriber.audio import SAMPLE_RATE, check_complete, decode_sides, probe_duration
 
     try:
-        samples = decode(request["path"])
-        duration = samples.shape[0] / SAMPLE_RATE
-        _send(out, {"type": "info", "duration": duration})
+        options = dict(request["options"])
+        speakers = options.pop("speakers", None) or ["caller", "callee"]
+        sides = decode_sides(request["path"], options.pop("channels", "auto"))
+        duration = sides[0].shape[0] / SAMPLE_RATE
+        check_complete(duration, probe_duration(request["path"]))
+        _send(out, {"type": "info", "duration": duration, "channels": len(sides)})
         offset = float(request.get("start") or 0.0)
-        rest = samples[int(offset * SAMPLE_RATE) :]
-        language = None
-        probability = None
-        if rest.shape[0] >= SAMPLE_RATE // 10:
-            transcribe, options = _transcriber(model, request["options"])
-            segments, info = transcribe(rest, **options)
-            language, probability = info.language, info.language_probability
-            for seg in segments:
-                _send(
-                    out,
-                    {"type": "segment", "start": offset + seg.start, "end": offset + seg.end, "text": seg.text},
-                )
-        _send(out, {"type": "done", "language": language, "language_probability": probability, "rss_mb": _rss_mb()})
+        if len(sides) == 1:
+            summary = _transcribe_side(out, model, sides[0], offset, duration, options, None)
+        else:
+            summary = _transcribe_sides(out, model, sides, offset, duration, options, speakers)
+        _send(out, {"type": "done", **summary, "rss_mb": _rss_mb()})
     except PermanentError as exc:
         _send(out, {"type": "error", "kind": "permanent", "message": str(exc)})
     except RetryableError as exc:
@@ -121,6 +126,116 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
         _send(out, {"type": "error", "kind": "retryable", "message": "Out of memory in the model process"})
     except Exception as exc:  # keep the root cause; the parent decides
         _send(out, {"type": "error", "kind": "retryable", "message": f"{type(exc).__name__}: {exc}"})
+
+
+def _decode_segments(
+    model: Any, samples: Any, begin: float, end: float, options: dict[str, Any], speaker: str | None
+) -> tuple[list[dict[str, Any]], Any]:
+    """Segments of ``samples[begin:end]`` (seconds), with timestamps in the whole file's time."""
+    from transcriber.audio import SAMPLE_RATE
+    from transcriber.quality import drop_repeats
+
+    piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    if piece.shape[0] < SAMPLE_RATE // 10:
+        return [], None
+    keep_words = bool(options.get("word_timestamps"))
+    transcribe, call_options = _transcriber(model, options)
+    segments, info = transcribe(piece, **call_options)
+    produced = [
+        {
+            "type": "segment",
+            "start": begin + seg.start,
+            "end": begin + seg.end,
+            "text": seg.text,
+            "speaker": speaker,
+            "avg_logprob": seg.avg_logprob,
+            "no_speech_prob": seg.no_speech_prob,
+            "words": [[begin + w.start, begin + w.end, w.word, round(w.probability, 3)] for w in seg.words]
+            if keep_words and seg.words
+            else None,
+        }
+        for seg in segments
+    ]
+    keep = drop_repeats([p["text"] for p in produced])
+    return [p for p, k in zip(produced, keep, strict=True) if k], info
+
+
+def _transcribe_side(
+    out: IO[str], model: Any, samples: Any, offset: float, duration: float, options: dict[str, Any], speaker: str | None
+) -> dict[str, Any]:
+    """One channel (or the mix), its segments streamed as they come so progress is saved as it goes."""
+    from transcriber.audio import SAMPLE_RATE
+    from transcriber.quality import drop_repeats
+
+    piece = samples[int(offset * SAMPLE_RATE) :]
+    if piece.shape[0] < SAMPLE_RATE // 10:
+        return {"language": None, "language_probability": None, "speech_seconds": 0.0}
+    keep_words = bool(options.get("word_timestamps"))
+    transcribe, call_options = _transcriber(model, options)
+    segments, info = transcribe(piece, **call_options)
+    recent: list[str] = []
+    for seg in segments:
+        recent = (recent + [seg.text])[-3:]
+        if not drop_repeats(recent)[-1]:
+            continue  # the same words a third time in a row: a loop, not speech
+        words = None
+        if keep_words and seg.words:
+            words = [[offset + w.start, offset + w.end, w.word, round(w.probability, 3)] for w in seg.words]
+        _send(
+            out,
+            {
+                "type": "segment", "start": offset + seg.start, "end": offset + seg.end, "text": seg.text,
+                "speaker": speaker, "avg_logprob": seg.avg_logprob, "no_speech_prob": seg.no_speech_prob,
+                "words": words,
+            },
+        )  # fmt: skip
+    return {
+        "language": info.language,
+        "language_probability": info.language_probability,
+        "speech_seconds": getattr(info, "duration_after_vad", None),
+    }
+
+
+def _transcribe_sides(
+    out: IO[str],
+    model: Any,
+    sides: list[Any],
+    offset: float,
+    duration: float,
+    options: dict[str, Any],
+    speakers: list[str],
+) -> dict[str, Any]:
+    """A two-channel call: both sides window by window, merged by time, each segment with its speaker."""
+    languages: list[tuple[float, str]] = []
+    speech = 0.0
+    begin = offset
+    while begin < duration - 0.1:
+        end = _quiet_point(sides, begin + SPLIT_WINDOW_SECONDS) if begin + SPLIT_WINDOW_SECONDS < duration else duration
+        merged: list[dict[str, Any]] = []
+        for samples, speaker in zip(sides, speakers, strict=False):
+            segments, info = _decode_segments(model, samples, begin, end, options, speaker)
+            merged.extend(segments)
+            if info is not None:
+                languages.append((info.language_probability, info.language))
+                speech += getattr(info, "duration_after_vad", 0.0) or 0.0
+        for segment in sorted(merged, key=lambda s: (s["start"], s["end"])):
+            _send(out, segment)
+        begin = end
+    best = max(languages) if languages else (None, None)
+    return {"language": best[1], "language_probability": best[0], "speech_seconds": speech}
+
+
+def _quiet_point(sides: list[Any], near: float, search: float = 10.0) -> float:
+    """The quietest 100 ms (both sides together) in the ``search`` seconds before ``near``: a cut between words."""
+    import numpy as np
+
+    from transcriber.audio import SAMPLE_RATE
+
+    frame = SAMPLE_RATE // 10
+    lo, hi = int((near - search) * SAMPLE_RATE), int(near * SAMPLE_RATE)
+    energy = sum(np.square(side[lo:hi].astype(np.float64)) for side in sides)
+    frames = energy[: (len(energy) // frame) * frame].reshape(-1, frame).sum(axis=1)
+    return (lo + int(np.argmin(frames)) * frame + frame // 2) / SAMPLE_RATE if len(frames) else near
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def transcribe_file(
     stream = progress if progress is not None else sys.stderr
     show = stream.isatty()
     runner = SupervisedModel(model_config_for(settings))
-    segments: list[tuple[float, float, str]] = []
+    segments: list[tuple[float, float, str, str | None, list[list[object]] | None]] = []
     duration: float | None = None
     language: str | None = None
     try:
@@ -57,7 +57,7 @@ def transcribe_file(
             if isinstance(event, Info):
                 duration = event.duration
             elif isinstance(event, SegmentEvent):
-                segments.append((event.start, event.end, event.text))
+                segments.append((event.start, event.end, event.text, event.speaker, event.words))
                 if show:
                     stream.write("\r" + progress_line(event.end, duration))
                     stream.flush()
@@ -70,5 +70,9 @@ def transcribe_file(
     doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model)
     stem = (output_dir or path.parent) / path.stem
     files = write_outputs(doc, stem, formats)
-    text = " ".join(t.strip() for _, _, t in segments if t.strip())
+    lines = doc.lines()
+    if any(line.speaker for line in lines):
+        text = "\n".join(f"{line.speaker}: {line.text}" for line in lines)
+    else:
+        text = " ".join(line.text for line in lines)
     return OneShotResult(text, language, duration, files)

@@ -9,17 +9,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Line:
+    """One spoken segment as the writers see it."""
+
+    start: float
+    end: float
+    text: str
+    speaker: str | None = None
+    words: list[Any] | None = None
 
 
 @dataclass(frozen=True)
 class TranscriptDoc:
-    """Everything an output file needs, independent of the database."""
+    """Everything an output file needs, independent of the database.
+
+    ``segments`` are ``(start, end, text)`` or ``(start, end, text, speaker[, words])`` tuples.
+    """
 
     source: str
-    segments: Sequence[tuple[float, float, str]]
+    segments: Sequence[tuple[Any, ...]]
     language: str | None
     duration: float | None
     model: str
+
+    def lines(self) -> list[Line]:
+        """The segments that hold words, stripped, in order."""
+        return [Line(s[0], s[1], s[2].strip(), *s[3:]) for s in self.segments if s[2].strip()]
 
 
 def format_timestamp(seconds: float, separator: str) -> str:
@@ -32,40 +51,46 @@ def format_timestamp(seconds: float, separator: str) -> str:
 
 
 def render_txt(doc: TranscriptDoc) -> str:
-    return "".join(f"{text.strip()}\n" for _, _, text in doc.segments if text.strip())
+    """One line per segment; ``caller: ...`` when the call's sides were transcribed apart."""
+    return "".join(f"{line.speaker}: {line.text}\n" if line.speaker else f"{line.text}\n" for line in doc.lines())
 
 
 def render_srt(doc: TranscriptDoc) -> str:
     blocks = []
-    for number, (start, end, text) in enumerate(_spoken(doc), start=1):
-        blocks.append(f"{number}\n{format_timestamp(start, ',')} --> {format_timestamp(end, ',')}\n{text}\n")
+    for number, line in enumerate(doc.lines(), start=1):
+        text = f"[{line.speaker}] {line.text}" if line.speaker else line.text
+        blocks.append(f"{number}\n{format_timestamp(line.start, ',')} --> {format_timestamp(line.end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
 def render_vtt(doc: TranscriptDoc) -> str:
-    cues = [
-        f"{format_timestamp(start, '.')} --> {format_timestamp(end, '.')}\n{text}\n"
-        for start, end, text in _spoken(doc)
-    ]
+    cues = []
+    for line in doc.lines():
+        text = f"<v {line.speaker}>{line.text}" if line.speaker else line.text  # WebVTT voice spans
+        cues.append(f"{format_timestamp(line.start, '.')} --> {format_timestamp(line.end, '.')}\n{text}\n")
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
 def render_json(doc: TranscriptDoc) -> str:
+    segments = []
+    for line in doc.lines():
+        item: dict[str, Any] = {"start": round(line.start, 3), "end": round(line.end, 3), "text": line.text}
+        if line.speaker:
+            item["speaker"] = line.speaker
+        if line.words:
+            item["words"] = [
+                {"start": round(w[0], 3), "end": round(w[1], 3), "word": w[2], "probability": w[3]} for w in line.words
+            ]
+        segments.append(item)
     body = {
         "source": doc.source,
         "language": doc.language,
         "duration": doc.duration,
         "model": doc.model,
-        "text": " ".join(text.strip() for _, _, text in doc.segments if text.strip()),
-        "segments": [
-            {"start": round(start, 3), "end": round(end, 3), "text": text} for start, end, text in _spoken(doc)
-        ],
+        "text": " ".join(line.text for line in doc.lines()),
+        "segments": segments,
     }
     return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
-
-
-def _spoken(doc: TranscriptDoc) -> list[tuple[float, float, str]]:
-    return [(start, end, text.strip()) for start, end, text in doc.segments if text.strip()]
 
 
 RENDERERS: dict[str, Callable[[TranscriptDoc], str]] = {

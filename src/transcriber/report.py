@@ -175,6 +175,16 @@ def attempts_of(session: Session, ref: str, *, now: datetime | None = None) -> d
         "percent": _percent(rec.progress_seconds, rec.duration_seconds),
         "estimated_finish": finish,
         "language": rec.language,
+        "quality": {
+            "channels": rec.channels,
+            "language_probability": rec.language_probability,
+            "speech_seconds": rec.speech_seconds,
+            "avg_logprob": rec.avg_logprob,
+            "no_speech_prob": rec.no_speech_prob,
+            "words_per_minute": rec.words_per_minute,
+            "needs_review": rec.needs_review,
+            "review_reasons": rec.review_reasons,
+        },
         "created_at": rec.created_at,
         "updated_at": rec.updated_at,
         "heartbeat_at": rec.heartbeat_at,
@@ -205,6 +215,15 @@ def format_detail(data: dict[str, Any]) -> str:
         f"duration  {_secs(data['duration_seconds'])}   done {done}   retries {data['retry_count']}"
         f"   language {data['language'] or '-'}",
     ]
+    q = data.get("quality") or {}
+    if q.get("speech_seconds") is not None or q.get("avg_logprob") is not None:
+        lines.append(
+            f"quality   speech {_secs(q['speech_seconds'])} of {_secs(data['duration_seconds'])}"
+            f"   lang p {_num(q['language_probability'])}   logprob {_num(q['avg_logprob'])}"
+            f"   no-speech {_num(q['no_speech_prob'])}   wpm {_num(q['words_per_minute'], 0)}"
+        )
+    if q.get("needs_review"):
+        lines += ["review"] + _wrap(q.get("review_reasons") or "")
     if data.get("estimated_finish"):
         lines.append(f"finish    about {data['estimated_finish'].strftime('%Y-%m-%d %H:%M:%S')} UTC")
     if data["error_message"]:
@@ -238,6 +257,34 @@ def estimate_finish(
     if elapsed <= 0 or covered <= 0:
         return None
     return now + timedelta(seconds=max(duration - done, 0.0) * elapsed / covered)
+
+
+def needs_review_list(session: Session, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Completed transcripts whose quality figures fall outside the bounds in quality.py."""
+    rows = session.execute(
+        select(Recording.id, Recording.file_name, Recording.duration_seconds, Recording.review_reasons)
+        .where(Recording.needs_review.is_(True))
+        .order_by(Recording.finished_at.desc())
+        .limit(limit)
+    ).all()
+    return [
+        {"id": str(r.id), "file_name": r.file_name, "duration_seconds": r.duration_seconds, "reasons": r.review_reasons}
+        for r in rows
+    ]
+
+
+def format_needs_review(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no transcripts need review"
+    lines = []
+    for r in rows:
+        lines.append(f"{r['id'][:8]}  {_clip(r['file_name'], 58):<58} {_secs(r['duration_seconds']):>8}")
+        lines += _wrap(r["reasons"] or "")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _percent(done: float | None, total: float | None) -> float | None:

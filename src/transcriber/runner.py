@@ -42,6 +42,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class Info:
     duration: float
+    channels: int = 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class SegmentEvent:
     start: float
     end: float
     text: str
+    speaker: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    words: list[list[Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Done:
     language: str | None
     language_probability: float | None
     rss_mb: float | None = None
+    speech_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -170,11 +176,17 @@ class SupervisedModel:
                 if extend_limit is not None and time_limit:
                     time_limit = extend_limit(message["duration"]) or time_limit
                     deadline = began + time_limit
-                yield Info(float(message["duration"]))
+                yield Info(float(message["duration"]), int(message.get("channels") or 1))
             elif kind == "segment":
-                yield SegmentEvent(float(message["start"]), float(message["end"]), str(message["text"]))
+                yield SegmentEvent(
+                    float(message["start"]), float(message["end"]), str(message["text"]), message.get("speaker"),
+                    message.get("avg_logprob"), message.get("no_speech_prob"), message.get("words"),
+                )  # fmt: skip
             elif kind == "done":
-                done = Done(message.get("language"), message.get("language_probability"), message.get("rss_mb"))
+                done = Done(
+                    message.get("language"), message.get("language_probability"), message.get("rss_mb"),
+                    message.get("speech_seconds"),
+                )  # fmt: skip
                 self._recycle_if_due(done.rss_mb)
                 yield done
                 return

@@ -38,6 +38,11 @@ _ACCEPTS: dict[str, str] = {
     "whisper_beam_size": "a whole number >= 1",
     "whisper_vad_filter": "true or false",
     "whisper_batch_size": "a whole number >= 0 (0 = sequential decoding)",
+    "whisper_word_timestamps": "true or false",
+    "whisper_condition_on_previous_text": "true or false",
+    "whisper_hallucination_silence_threshold": "a number of seconds >= 0 (0 = off)",
+    "channels": "one of auto, mix, split",
+    "speaker_labels": "two labels separated by a comma, e.g. caller,callee",
     "worker_max_tasks": "a whole number >= 0 (0 = never recycle by count)",
     "worker_max_memory_mb": "a whole number of MB >= 0 (0 = never recycle by memory)",
     "output_formats": "a comma-separated list of txt, srt, vtt, json",
@@ -84,6 +89,12 @@ class Settings(BaseSettings):
     whisper_language: str = ""
     whisper_vad_filter: bool = True
     whisper_batch_size: int = Field(0, ge=0)
+    whisper_word_timestamps: bool = False
+    # Against invented text on silence, hold music and ringing (see README "Call-aware transcripts").
+    whisper_condition_on_previous_text: bool = False
+    whisper_hallucination_silence_threshold: float = Field(2.0, ge=0)
+    channels: Literal["auto", "mix", "split"] = "auto"
+    speaker_labels: str = "caller,callee"
     output_formats: str = "txt,srt,vtt,json"
 
     worker_max_tasks: int = Field(200, ge=0)
@@ -118,6 +129,24 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_default(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("speaker_labels")
+    @classmethod
+    def _two_labels(cls, value: str) -> str:
+        labels = [part.strip() for part in value.split(",")]
+        if len(labels) != 2 or not all(labels):
+            raise ValueError("not two labels")
+        return ",".join(labels)
+
+    @property
+    def speakers(self) -> tuple[str, str]:
+        first, second = self.speaker_labels.split(",")
+        return first, second
 
     @field_validator("flower_basic_auth")
     @classmethod

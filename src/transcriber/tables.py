@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
     func,
 )
 from sqlalchemy.engine import Dialect
@@ -129,6 +131,15 @@ class Recording(Base):
     progress_seconds: Mapped[float | None] = mapped_column(Float)  # audio done so far
     # Seconds of work per second of audio in the attempt that finished it (doctor sizes limits with it).
     work_seconds_per_audio_second: Mapped[float | None] = mapped_column(Float)
+    # Quality figures of the finished transcript (see quality.py for the bounds of needs_review).
+    channels: Mapped[int | None] = mapped_column(Integer)  # 2 when the sides were transcribed apart
+    language_probability: Mapped[float | None] = mapped_column(Float)
+    speech_seconds: Mapped[float | None] = mapped_column(Float)
+    avg_logprob: Mapped[float | None] = mapped_column(Float)
+    no_speech_prob: Mapped[float | None] = mapped_column(Float)
+    words_per_minute: Mapped[float | None] = mapped_column(Float)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    review_reasons: Mapped[str | None] = mapped_column(Text)
 
 
 class Attempt(Base):
@@ -167,6 +178,10 @@ class Segment(Base):
     end: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     attempt_id: Mapped[int | None] = mapped_column(Integer)
+    speaker: Mapped[str | None] = mapped_column(String(64))
+    avg_logprob: Mapped[float | None] = mapped_column(Float)
+    no_speech_prob: Mapped[float | None] = mapped_column(Float)
+    words: Mapped[str | None] = mapped_column(Text)  # JSON [[start, end, word, probability], ...] when enabled
 
 
 class ServiceRun(Base):

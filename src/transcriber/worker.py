@@ -8,6 +8,7 @@ complete or fail. It knows nothing of Celery; the task is a thin shell around it
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -77,6 +78,11 @@ def decode_options(settings: Settings) -> dict[str, object]:
         "language": settings.whisper_language or None,
         "vad_filter": settings.whisper_vad_filter,
         "batch_size": settings.whisper_batch_size,
+        "word_timestamps": settings.whisper_word_timestamps,
+        "condition_on_previous_text": settings.whisper_condition_on_previous_text,
+        "hallucination_silence_threshold": settings.whisper_hallucination_silence_threshold or None,
+        "channels": settings.channels,
+        "speakers": list(settings.speakers),
     }
 
 
@@ -178,10 +184,16 @@ def run_attempt(
     log.info("recording %s attempt %d: %s from %.1fs", recording_id, claim.attempt, claim.file_name, claim.resume_from)
     try:
         check_readable(claim.file_path)
-        language, duration = _transcribe(ctx, runner, claim, now, on_progress)
-        _write_files(ctx, claim, language, duration)
+        result = _transcribe(ctx, runner, claim, now, on_progress)
+        done = result.done
+        assert done is not None
+        _write_files(ctx, claim, done.language, result.duration)
         with transaction(ctx.sessions) as session:
-            lifecycle.complete_recording(session, claim, now=now(), language=language, duration_seconds=duration)
+            lifecycle.complete_recording(
+                session, claim, now=now(), language=done.language, duration_seconds=result.duration,
+                language_probability=done.language_probability, speech_seconds=done.speech_seconds,
+                channels=result.channels,
+            )  # fmt: skip
         log.info("recording %s completed", recording_id)
         return AttemptReport(recording_id, AttemptOutcome.SUCCEEDED, "completed")
     except LeaseLost as exc:
@@ -229,28 +241,35 @@ class _Progress:
         self.next_idx = claim.next_segment_idx
         self.audio_done = claim.resume_from
         self.duration = claim.duration_seconds
+        self.channels = 1
+        self.done: Done | None = None
         self.last_flush = time.monotonic()
 
-    def on_event(
-        self, event: object, limit_for: Callable[[float | None], float | None]
-    ) -> tuple[str | None, float | None] | None:
-        """Take one runner event; returns (language, duration) when the transcription is done."""
+    def on_event(self, event: object, limit_for: Callable[[float | None], float | None]) -> bool:
+        """Take one runner event; True when the transcription is done."""
         if isinstance(event, Info):
             self.duration = event.duration
+            self.channels = event.channels
             with transaction(self.ctx.sessions) as session:
                 lifecycle.set_attempt_plan(
                     session, self.claim, duration_seconds=event.duration, time_limit=limit_for(event.duration)
                 )
         elif isinstance(event, SegmentEvent):
-            self.pending.append(lifecycle.SegmentData(event.start, event.end, event.text))
-            self.audio_done = event.end
+            words = json.dumps(event.words) if event.words else None
+            self.pending.append(
+                lifecycle.SegmentData(
+                    event.start, event.end, event.text, event.speaker, event.avg_logprob, event.no_speech_prob, words
+                )
+            )
+            self.audio_done = max(self.audio_done, event.end)
         elif isinstance(event, Done):
             self.audio_done = self.duration or self.audio_done
             self.flush()
             if self.pending:
                 raise RetryableError("Database error: could not save the final segments")
-            return event.language, self.duration
-        return None
+            self.done = event
+            return True
+        return False
 
     def due(self) -> bool:
         return time.monotonic() - self.last_flush >= self.ctx.settings.heartbeat_seconds
@@ -283,7 +302,7 @@ def _transcribe(
     claim: lifecycle.Claim,
     now: Callable[[], datetime],
     on_progress: Callable[[float, float | None], None] | None,
-) -> tuple[str | None, float | None]:
+) -> _Progress:
     settings = ctx.settings
 
     def limit_for(duration: float | None) -> float | None:
@@ -300,9 +319,8 @@ def _transcribe(
     )
     try:
         for event in events:
-            result = progress.on_event(event, limit_for)
-            if result is not None:
-                return result
+            if progress.on_event(event, limit_for):
+                return progress
             if progress.due():
                 progress.flush()
             if ctx.stopping.is_set():

@@ -73,6 +73,12 @@ def env(pg_url: str, tmp_path: Path) -> dict[str, str]:
                         break
     with sessions.begin() as s:
         s.execute(text("UPDATE recordings SET status = 'skipped' WHERE file_name = 'skipped call.m4a'"))
+        s.execute(
+            text(
+                "UPDATE recordings SET needs_review = true, review_reasons = 'low confidence (mean log-probability "
+                "-1.40)' WHERE status = 'completed'"
+            )
+        )
     engine.dispose()
     return base_env(tmp_path, DATABASE_URL=pg_url, OUTPUT_DIR=str(tmp_path / "out"), WATCH_DIR="/calls")
 
@@ -175,3 +181,12 @@ def test_broker_down_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
     assert done.returncode == 1
     assert "cannot reach the broker" in done.stderr.splitlines()[-1]
     assert "Traceback" not in done.stderr and "s3cret" not in done.stderr
+
+
+def test_needs_review_lists_transcripts_to_distrust(env: dict[str, str]) -> None:
+    out = cli(env, "status", "--needs-review").stdout
+    assert "completed call.m4a" in out and "low confidence (mean log-probability -1.40)" in out
+    [row] = json.loads(cli(env, "status", "--needs-review", "--json").stdout)
+    assert row["file_name"] == "completed call.m4a"
+    detail = cli(env, "status", row["id"]).stdout
+    assert "review" in detail and "low confidence" in detail

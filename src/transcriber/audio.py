@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from transcriber.errors import PermanentError, RetryableError
@@ -81,6 +82,13 @@ def decode(path: str):  # type: ignore[no-untyped-def]
 
     check_readable(path)
     try:
+        with av.open(path, metadata_errors="ignore") as container:
+            has_audio = bool(container.streams.audio)
+    except av.error.FFmpegError as exc:
+        raise PermanentError(f"Unreadable audio: {_describe(exc)}") from None
+    if not has_audio:
+        raise PermanentError("Unreadable audio: the file has no audio track (a video without sound?)")
+    try:
         samples = decode_audio(path, sampling_rate=SAMPLE_RATE)
     except (av.error.FFmpegError, ValueError, IndexError, StopIteration) as exc:
         raise PermanentError(f"Unreadable audio: {_describe(exc)}") from None
@@ -145,5 +153,6 @@ def decode_sides(path: str, mode: str):  # type: ignore[no-untyped-def]
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    """The decoder's own words, without FFmpeg's internal error number."""
+    text = " ".join((str(exc).strip() or type(exc).__name__).split())
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", text)

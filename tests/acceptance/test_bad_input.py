@@ -1,0 +1,58 @@
+"""Odd files a folder will receive: each gets one clear error_message, and nothing else is disturbed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from speech import SENTENCES, conversation, speak, write_audio
+
+pytestmark = pytest.mark.slow
+
+
+def video_without_audio(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for n in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), n * 10, dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def test_bad_files_fail_once_with_a_clear_cause(pipeline) -> None:
+    inbox = pipeline.watch_dir
+    (inbox / "zero bytes.m4a").write_bytes(b"")
+    (inbox / "notes.mp3").write_text("This is a text file, not audio.\n" * 50)
+    (inbox / "random.m4a").write_bytes(os.urandom(20000))
+    video_without_audio(inbox / "screen capture.mp4")
+    write_audio(inbox / "tiny clip.m4a", speak("Yes.")[: int(0.3 * 16000)])
+    write_audio(inbox / "good call.m4a", conversation(SENTENCES[:1]))
+    pipeline.start("worker", "--pool=solo")
+    pipeline.start("beat")
+    pipeline.start("watch")
+    pipeline.wait_for("six files", lambda: pipeline.all_settled(6))
+    status = pipeline.statuses()
+
+    def failed_with(name: str, prefix: str) -> None:
+        state, retries, error, _ = status[name]
+        assert (state, retries) == ("failed", 0), (name, status[name])
+        assert error.startswith(prefix), (name, error)
+        assert "\n" not in error
+
+    failed_with("zero bytes.m4a", "Empty file: ")
+    failed_with("notes.mp3", "Unreadable audio: ")
+    failed_with("random.m4a", "Unreadable audio: ")
+    failed_with("screen capture.mp4", "Unreadable audio: the file has no audio track")
+    failed_with("random.m4a", "Unreadable audio: Invalid data found when processing input")
+    assert status["tiny clip.m4a"][:3] == ("completed", 0, None)  # too short to say much, but not an error
+    assert status["good call.m4a"][0] == "completed" and "quarterly invoice" in status["good call.m4a"][3].lower()
+    # One run each: a file that can never decode is not retried.
+    assert pipeline.query("SELECT count(*) FROM attempts")[0][0] == 6

@@ -23,7 +23,21 @@ from transcriber.migrate import upgrade_to_head  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
-TEMPLATE_DB = "transcriber_test_template"
+# Names carry the pid of the test run, so two runs on one server (a developer's and CI's) never drop each
+# other's databases; leftovers of runs that died are dropped when their pid is gone.
+RUN = os.getpid()
+TEMPLATE_DB = f"transcriber_tpl_{RUN}"
+
+
+def _run_alive(name: str) -> bool:
+    try:
+        pid = int(name.split("_")[2])
+        os.kill(pid, 0)
+    except (IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _pg_url(database: str) -> str:
@@ -31,22 +45,30 @@ def _pg_url(database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> str:
+def pg_template() -> Iterator[str]:
     """A migrated Postgres database that each test clones (fast: no migration per test)."""
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        for (name,) in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE 'transcriber_t_%'")):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        names = conn.execute(
+            text(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'transcriber_t%' OR datname LIKE 'transcriber_tpl%'"
+            )
+        ).scalars()
+        for name in list(names):
+            if not _run_alive(name):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)"))
         conn.execute(text(f"CREATE DATABASE {TEMPLATE_DB}"))
-    admin.dispose()
     upgrade_to_head(_pg_url(TEMPLATE_DB))
-    return TEMPLATE_DB
+    yield TEMPLATE_DB
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)"))
+    admin.dispose()
 
 
 @pytest.fixture
 def pg_url(pg_template: str) -> Iterator[str]:
-    name = f"transcriber_t_{uuid.uuid4().hex[:12]}"
+    name = f"transcriber_t_{RUN}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE {pg_template}'))

@@ -86,6 +86,10 @@ class Pipeline:
                 self.kill(proc)
         self.engine.dispose()
 
+    def full_log(self, command: str) -> str:
+        """Everything the processes of one kind (e.g. all workers) wrote."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.tmp.glob(f"{command}-*.log")))
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.tmp.glob("*.log"))

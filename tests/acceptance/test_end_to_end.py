@@ -66,7 +66,7 @@ def test_dropped_files_are_transcribed_and_bad_ones_fail_once(pipeline, shared_a
 
     # The same audio dropped again under another name is the same recording.
     shutil.copyfile(inbox / "2026" / name, inbox / "same audio again.m4a")
-    pipeline.wait_for("the duplicate to be logged", lambda: "duplicate" in pipeline.logs())
+    pipeline.wait_for("the duplicate to be logged", lambda: "duplicate" in pipeline.full_log("watch"))
     assert len(pipeline.query("SELECT id FROM recordings")) == 3
 
 
@@ -78,7 +78,7 @@ def test_model_process_is_recycled_after_max_tasks(pipeline) -> None:
         write_audio(pipeline.watch_dir / f"call {n}.m4a", conversation([sentence]))
     pipeline.wait_for("three calls", lambda: pipeline.all_settled(3))
     assert {s[0] for s in pipeline.statuses().values()} == {"completed"}
-    logs = pipeline.logs()
+    logs = pipeline.full_log("worker")
     assert logs.count("recycling the model process: 1 tasks served (WORKER_MAX_TASKS=1)") == 3
     loaded = [line.rsplit("(pid ", 1)[1].rstrip(")") for line in logs.splitlines() if "loaded in" in line]
     assert len(set(loaded)) == 3  # a fresh model process for each task

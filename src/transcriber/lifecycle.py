@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
 from transcriber.quality import ScoredSegment, assess
-from transcriber.retry import decide_after_error
+from transcriber.retry import RetryDecision, decide_after_error
 from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, Segment, ServiceRun
 
 log = logging.getLogger(__name__)
@@ -459,17 +459,7 @@ def fail_attempt(
         backoff_base=policy.backoff_base,
         backoff_cap=policy.backoff_cap,
     )
-    _fenced_recording_update(
-        session,
-        claim,
-        status=decision.status.value,
-        retry_count=decision.retry_count,
-        error_message=decision.error_message,
-        not_before=decision.not_before,
-        finished_at=now if decision.status is RecordingStatus.FAILED else None,
-        task_id=None,
-        updated_at=now,
-    )
+    _fenced_recording_update(session, claim, **_decision_values(decision, now))
     _close_attempt(session, claim.attempt_id, now=now, outcome=outcome_for(error), error=cause, end=None)
     return decision.status
 
@@ -483,6 +473,19 @@ def release_claim(session: Session, claim: Claim, *, now: datetime, reason: str)
         session, claim, status=RecordingStatus.QUEUED.value, not_before=None, task_id=None, updated_at=now
     )
     _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.LOST, error=reason, end=None)
+
+
+def _decision_values(decision: RetryDecision, now: datetime) -> dict[str, object]:
+    """The recording's columns after a failed attempt: requeued with backoff, or failed with the cause."""
+    return {
+        "status": decision.status.value,
+        "retry_count": decision.retry_count,
+        "error_message": decision.error_message,
+        "not_before": decision.not_before,
+        "finished_at": now if decision.status is RecordingStatus.FAILED else None,
+        "task_id": None,  # the message is spent: dispatch sends a new one when it is due
+        "updated_at": now,
+    }
 
 
 def outcome_for(error: BaseException) -> AttemptOutcome:
@@ -554,15 +557,7 @@ def rescue_stuck(session: Session, *, now: datetime, stuck_timeout: float, polic
                 and_(Recording.id == recording_id, Recording.status == RecordingStatus.PROCESSING.value, fence),
                 last_sign < cutoff,
             )
-            .values(
-                status=decision.status.value,
-                retry_count=decision.retry_count,
-                error_message=decision.error_message,
-                not_before=decision.not_before,
-                finished_at=now if decision.status is RecordingStatus.FAILED else None,
-                task_id=None,
-                updated_at=now,
-            )
+            .values(**_decision_values(decision, now))
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -89,6 +89,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "transcriber.cleanup_stuck": {"queue": CONTROL_QUEUE},
             "transcriber.dispatch_queued": {"queue": CONTROL_QUEUE},
         },
+        "beat_scheduler": "transcriber.beat:MaintenanceScheduler",
         "beat_schedule": {
             "cleanup-stuck": {
                 "task": "transcriber.cleanup_stuck",

@@ -9,7 +9,7 @@ import psutil
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from speech import SENTENCES, conversation, keyed_call, write_audio
+from speech import SENTENCES, conversation, keyed_call, long_speech, write_audio
 
 pytestmark = pytest.mark.slow
 
@@ -77,3 +77,31 @@ def test_a_pickled_message_is_refused(pipeline, redis_url: str) -> None:
     log = pipeline.full_log("worker")
     assert "Refusing to deserialize untrusted content of type pickle" in log or "ContentDisallowed" in log
     assert "Task transcriber.transcribe[evil]" not in log
+
+
+def test_rescue_runs_while_every_worker_is_busy(pipeline) -> None:
+    """Beat rescues a dead worker's recording even though the only worker is busy with a long call."""
+    from datetime import UTC, datetime, timedelta
+
+    from transcriber import lifecycle
+    from transcriber.db import transaction
+
+    write_audio(pipeline.watch_dir / "long.m4a", long_speech(300))
+    pipeline.start("worker", "--pool=solo", WHISPER_CPU_THREADS="1")
+    pipeline.start("beat")
+    pipeline.start("watch")
+    pipeline.wait_for(
+        "the worker to be busy", lambda: pipeline.query("SELECT 1 FROM recordings WHERE status='processing'")
+    )
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with transaction(pipeline.sessions) as s:  # a recording whose worker died an hour ago on another machine
+        ghost, _ = lifecycle.register_recording(
+            s, file_path="/gone/ghost.m4a", file_name="ghost.m4a", file_size=1, content_sha256="f" * 64,
+            now=an_hour_ago,
+        )  # fmt: skip
+    with transaction(pipeline.sessions) as s:
+        lifecycle.claim_recording(s, recording_id=ghost.id, task_id="dead", worker="gone:1", now=an_hour_ago)
+    pipeline.wait_for("the rescue", lambda: pipeline.query("SELECT 1 FROM attempts WHERE outcome = 'lost'"), timeout=60)
+    assert pipeline.query("SELECT status FROM recordings WHERE file_name = 'long.m4a'") == [("processing",)]
+    [(error,)] = pipeline.query("SELECT error_message FROM attempts WHERE outcome = 'lost'")
+    assert error.startswith("Worker lost: no heartbeat for 3")

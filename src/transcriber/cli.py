@@ -231,10 +231,11 @@ def _doctor(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
-def _make_ingester(settings: Settings) -> Any:
+def _make_ingester(settings: Settings, stop: Any = None) -> Any:
+    """The watcher; with ``stop`` it first waits for the database (a service that starts before it)."""
     from transcriber.celery_app import use_settings
     from transcriber.db import make_engine, make_session_factory
-    from transcriber.ingest import Ingester
+    from transcriber.ingest import Ingester, wait_for_database
     from transcriber.tasks import send_transcribe
 
     use_settings(settings)
@@ -242,6 +243,8 @@ def _make_ingester(settings: Settings) -> Any:
     if not watch_dir.is_dir():
         raise ConfigError(f"WATCH_DIR={watch_dir} is not a folder: create it or point WATCH_DIR at one")
     sessions = make_session_factory(make_engine(settings.database_url))
+    if stop is not None and not wait_for_database(sessions, stop):
+        raise KeyboardInterrupt
     return Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, send=send_transcribe)
 
 
@@ -250,12 +253,12 @@ def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> i
 
     from transcriber.ingest import run_watch_loop, stop_on_signals
 
-    ingester = _make_ingester(settings)
     if args.once:
-        print(f"registered {ingester.scan_until_settled()} new recording(s)")
+        print(f"registered {_make_ingester(settings).scan_until_settled()} new recording(s)")
         return 0
     stop = threading.Event()
     stop_on_signals(stop)
+    ingester = _make_ingester(settings, stop)
     log.info("watching %s (settle %ss, rescan every %ss)", settings.watch_dir, settings.watch_settle_seconds,
              settings.watch_poll_seconds)  # fmt: skip
     run_watch_loop(ingester, poll_seconds=settings.watch_poll_seconds, stop=stop)

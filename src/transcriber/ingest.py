@@ -195,8 +195,35 @@ class Ingester:
             self.known[item.path] = item.observation
             self.pending.pop(item.path, None)
         for recording_id, task_id, file_name in created:  # committed first, then sent
-            self.send(recording_id, task_id, file_name)
+            try:
+                self.send(recording_id, task_id, file_name)
+            except Exception as exc:  # the broker is down: the recording is safe in the database
+                log.warning(
+                    "could not send recording %s to the broker (%s); beat's dispatch sends it once the broker is back",
+                    recording_id, type(exc).__name__,
+                )  # fmt: skip
         return len(created)
+
+
+def wait_for_database(sessions: sessionmaker[Session], stop: threading.Event, *, max_wait: float = 30.0) -> bool:
+    """Block until the database answers (backing off, one log line per try); False if ``stop`` came first."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from transcriber.redact import redact_text
+
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            with sessions() as session:
+                session.execute(text("SELECT count(*) FROM recordings"))
+            return True
+        except (OperationalError, ProgrammingError) as exc:
+            first = (str(exc.orig or exc).strip().splitlines() or ["?"])[0]
+            log.warning("database not ready (%s); trying again in %.0fs", redact_text(first), delay)
+            stop.wait(delay)
+            delay = min(delay * 2, max_wait)
+    return False
 
 
 def stop_on_signals(stop: threading.Event) -> None:

@@ -105,3 +105,35 @@ def test_rescue_runs_while_every_worker_is_busy(pipeline) -> None:
     assert pipeline.query("SELECT status FROM recordings WHERE file_name = 'long.m4a'") == [("processing",)]
     [(error,)] = pipeline.query("SELECT error_message FROM attempts WHERE outcome = 'lost'")
     assert error.startswith("Worker lost: no heartbeat for 3")
+
+
+def test_the_watcher_waits_for_its_database(pipeline, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Started before the database exists (a server that boots later), it retries, then works."""
+    from sqlalchemy import create_engine, text
+
+    from transcriber.migrate import upgrade_to_head
+
+    admin_url = pipeline.env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
+    late_db = pipeline.env["DATABASE_URL"] + "_late"
+    write_audio(pipeline.watch_dir / "early call.m4a", conversation(SENTENCES[:1]))
+    watcher = pipeline.start("watch", DATABASE_URL=late_db)
+    pipeline.wait_for("the retry log line", lambda: "database not ready" in pipeline.full_log("watch"))
+    assert watcher.poll() is None  # still waiting, not dead
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{late_db.rsplit("/", 1)[1]}"'))
+    try:
+        upgrade_to_head(late_db)
+        engine = create_engine(late_db)
+
+        def registered() -> list:  # type: ignore[type-arg]
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT file_name FROM recordings")).all()
+
+        pipeline.wait_for("the file to be registered", registered, timeout=60)
+        engine.dispose()
+    finally:
+        pipeline.kill(watcher)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{late_db.rsplit("/", 1)[1]}" WITH (FORCE)'))
+        admin.dispose()

@@ -186,3 +186,12 @@ def test_broker_down_loses_nothing(tmp_path: Path, sqlite_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM recordings")).scalars().all() == ["queued"]
     engine.dispose()
+
+
+def test_needs_review_lists_transcripts_to_distrust(env: dict[str, str]) -> None:
+    out = cli(env, "status", "--needs-review").stdout
+    assert "completed call.m4a" in out and "low confidence (mean log-probability -1.40)" in out
+    [row] = json.loads(cli(env, "status", "--needs-review", "--json").stdout)
+    assert row["file_name"] == "completed call.m4a"
+    detail = cli(env, "status", row["id"]).stdout
+    assert "review" in detail and "low confidence" in detail

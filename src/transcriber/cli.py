@@ -165,15 +165,21 @@ def _db_upgrade(settings: Settings, _args: argparse.Namespace, _extra: list[str]
     return 0
 
 
+def _celery_argv(command: str, settings: Settings, extra: list[str]) -> list[str]:
+    """Celery's command line: the caller's arguments, with LOG_LEVEL unless they chose one."""
+    argv = [command, *extra]
+    if not any(a.startswith(("--loglevel", "-l")) for a in extra):
+        argv.append(f"--loglevel={settings.log_level}")
+    return argv
+
+
 def _worker(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:
     from transcriber.celery_app import app, use_settings
     from transcriber.model_store import ensure_available
 
     ensure_available(settings.whisper_model, settings.whisper_model_dir)  # fail at start, not in every task
     use_settings(settings)
-    argv = ["worker", *extra]
-    if not any(a.startswith(("--loglevel", "-l")) for a in extra):
-        argv.append(f"--loglevel={settings.log_level}")
+    argv = _celery_argv("worker", settings, extra)
     if not any(a.startswith(("--concurrency", "-c")) for a in extra):
         argv.append("--concurrency=1")  # one model process using every core beats several fighting for them
     if sys.platform == "win32" and not any(a.startswith(("--pool", "-P")) for a in extra):
@@ -186,9 +192,7 @@ def _beat(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> in
     from transcriber.celery_app import app, use_settings
 
     use_settings(settings)
-    argv = ["beat", *extra]
-    if not any(a.startswith(("--loglevel", "-l")) for a in extra):
-        argv.append(f"--loglevel={settings.log_level}")
+    argv = _celery_argv("beat", settings, extra)
     app.start(argv)
     return 0
 

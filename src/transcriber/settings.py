@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     # user:password[,user2:password2] for Flower's basic auth; never printed.
     flower_basic_auth: SecretStr = SecretStr("")
 
-    @field_validator("whisper_device", mode="before")
+    @field_validator("whisper_device", "channels", mode="before")
     @classmethod
     def _normalise_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -129,11 +129,6 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_default(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("channels", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("speaker_labels")
     @classmethod

@@ -127,7 +127,7 @@ KEYED_SENTENCES = [
     ("engineer|heating", "An engineer will inspect the heating system on Wednesday morning."),
     ("vacation|lake", "We booked a short vacation by the lake for the first week of July."),
     ("contract|parties", "The new contract must be signed by both parties before we start."),
-    ("laptop|battery", "The battery in my laptop only lasts about two hours now."),
+    ("football|park", "The children played football in the park until sunset."),
     ("restaurant|station", "Let us meet at the Italian restaurant next to the train station."),
     ("furniture|delivery", "The furniture delivery was delayed until the middle of next week."),
 ]

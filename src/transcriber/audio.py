@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from transcriber.errors import PermanentError, RetryableError
@@ -48,15 +50,99 @@ def check_readable(path: str) -> int:
     """Return the file's size, or raise why it cannot be transcribed."""
     try:
         size = os.stat(path).st_size
+        if size:
+            with open(path, "rb") as handle:  # stat works without read permission; open does not
+                handle.read(1)
     except FileNotFoundError:
         raise PermanentError(f"File not found: {path} (moved or deleted after it was queued)") from None
     except PermissionError as exc:
-        raise PermanentError(f"Permission denied: {path}: give the worker's account read access") from exc
+        raise PermanentError(
+            f"Permission denied: {path}: give the worker's account read access, then reset the recording"
+        ) from exc
     except OSError as exc:  # a share that went away: may come back
         raise RetryableError(f"I/O error reading {path}: {exc}") from exc
     if size == 0:
         raise PermanentError(f"Empty file: {path} has 0 bytes")
     return size
+
+
+# ---------------------------------------------------------------- the file a recording was registered with
+
+# The content key of a file the watcher could not read: registered all the same (so it is not lost),
+# keyed by path, size and mtime instead of its audio.
+UNREAD_PREFIX = "unread:"
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unread_key(path: str, size: int, mtime_ns: int) -> str:
+    """A 64-character content key for a file whose bytes could not be read."""
+    digest = hashlib.sha256(f"{os.path.abspath(path)}\0{size}\0{mtime_ns}".encode()).hexdigest()
+    return UNREAD_PREFIX + digest[: 64 - len(UNREAD_PREFIX)]
+
+
+@dataclass(frozen=True)
+class FileState:
+    size: int
+    mtime_ns: int
+
+
+def file_state(path: str) -> FileState | None:
+    """Size and modification time, or ``None`` if the file is gone."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return FileState(stat.st_size, stat.st_mtime_ns)
+
+
+def check_inside(path: str, root: str | os.PathLike[str]) -> None:
+    """Refuse a file outside ``root`` once links are resolved: files are read only under WATCH_DIR."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    try:
+        inside = os.path.commonpath([real, base]) == base
+    except ValueError:  # another drive on Windows
+        inside = False
+    if not inside:
+        raise PermanentError(
+            f"Refused: {path} is outside WATCH_DIR ({root}); files are read only under the watched folder"
+        )
+
+
+def check_same_audio(path: str, *, size: int, content_key: str) -> FileState:
+    """Check the file still holds the audio it was registered with; return its state for a later check."""
+    check_readable(path)
+    state = file_state(path)
+    if state is None:
+        raise PermanentError(f"File not found: {path} (moved or deleted after it was queued)")
+    changed = state.size != size
+    if not changed and not content_key.startswith(UNREAD_PREFIX):
+        try:
+            changed = sha256_of(path) != content_key
+        except OSError as exc:
+            raise RetryableError(f"I/O error reading {path}: {exc}") from exc
+    if changed:
+        raise PermanentError(
+            f"File changed since it was registered: {path} now holds other audio ({state.size} bytes, was {size});"
+            " the watcher registers the new audio as a recording of its own"
+        )
+    return state
+
+
+def check_unchanged_since(path: str, before: FileState) -> None:
+    """After transcribing: the file must not have been rewritten meanwhile (a deleted file is fine: it was read)."""
+    after = file_state(path)
+    if after is not None and after != before:
+        raise PermanentError(
+            f"File changed while it was being transcribed: {path} ({before.size} -> {after.size} bytes);"
+            " this transcript is dropped and the watcher registers the new audio as a recording of its own"
+        )
 
 
 def probe_duration(path: str) -> float | None:

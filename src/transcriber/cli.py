@@ -238,8 +238,8 @@ def _doctor(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
 def _make_ingester(settings: Settings, stop: Any = None) -> Any:
     """The watcher; with ``stop`` it first waits for the database (a service that starts before it)."""
     from transcriber.celery_app import use_settings
-    from transcriber.db import make_engine, make_session_factory
-    from transcriber.ingest import Ingester, wait_for_database
+    from transcriber.db import make_engine, make_session_factory, wait_for_database
+    from transcriber.ingest import Ingester
     from transcriber.tasks import send_transcribe
 
     use_settings(settings)

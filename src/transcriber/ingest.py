@@ -8,7 +8,6 @@ by (path, size, mtime) is never hashed again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -20,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
-from transcriber.audio import is_media_file, probe_duration
-from transcriber.db import transaction
+from transcriber.audio import is_media_file, probe_duration, sha256_of, unread_key
+from transcriber.db import describe_error, transaction
 from transcriber.tables import Recording, utcnow
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,6 @@ def ignore_reason(name: str) -> str | None:
 def has_settled(first_seen_unchanged: float, now: float, settle_seconds: float) -> bool:
     """A file is settled when it has looked the same for ``settle_seconds``."""
     return now - first_seen_unchanged >= settle_seconds
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def walk_files(root: Path) -> Iterator[os.DirEntry[str]]:
@@ -115,6 +107,8 @@ class Ingester:
         self.known: dict[str, Observation] = {}
         self.pending: dict[str, tuple[Observation, float]] = {}
         self.ignored: set[str] = set()
+        self.unreadable_since: dict[str, float] = {}
+        self.unreadable_grace = max(4 * settle_seconds, 1.0)
         with sessions() as session:  # registered before this process started: not hashed again
             self._registered_sizes = dict(session.execute(select(Recording.file_path, Recording.file_size)).all())
 
@@ -164,6 +158,25 @@ class Ingester:
             del self.pending[gone]
         return ready
 
+    def _unreadable(self, item: ReadyFile, exc: OSError) -> str | None:
+        """A file that stays unreadable is registered all the same (keyed by path, size and mtime).
+
+        A copier's lock lasts seconds; a missing permission lasts until someone fixes it. Registered,
+        the recording shows the cause in the database instead of the file being silently skipped.
+        """
+        now = self.clock()
+        first = self.unreadable_since.get(item.path)
+        if first is None:
+            self.unreadable_since[item.path] = now
+            log.info("cannot read %s yet (%s); trying again for %.0fs", item.path, exc.strerror or exc,
+                     self.unreadable_grace)  # fmt: skip
+            return None
+        if now - first < self.unreadable_grace:
+            return None
+        log.warning("cannot read %s (%s): registering it so the cause is on record", item.path, exc.strerror or exc)
+        self.unreadable_since.pop(item.path, None)
+        return unread_key(item.path, item.observation.size, item.observation.mtime_ns)
+
     def _ignore_once(self, path: str, reason: str) -> None:
         if path not in self.ignored:
             self.ignored.add(path)
@@ -174,7 +187,12 @@ class Ingester:
         for item in batch:
             try:
                 hashed.append((item, sha256_of(item.path)))
-            except OSError as exc:  # locked by the copier (Windows), or gone: try again next scan
+                self.unreadable_since.pop(item.path, None)
+            except PermissionError as exc:  # locked by the copier (Windows), or no read permission
+                key = self._unreadable(item, exc)
+                if key:
+                    hashed.append((item, key))
+            except OSError as exc:  # gone, or a share that went away: try again next scan
                 log.info("not readable yet, will retry: %s (%s)", item.path, exc.strerror or exc)
         files = [
             lifecycle.NewFile(os.path.abspath(item.path), os.path.basename(item.path), item.observation.size, digest,
@@ -205,27 +223,6 @@ class Ingester:
         return len(created)
 
 
-def wait_for_database(sessions: sessionmaker[Session], stop: threading.Event, *, max_wait: float = 30.0) -> bool:
-    """Block until the database answers (backing off, one log line per try); False if ``stop`` came first."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError, ProgrammingError
-
-    from transcriber.redact import redact_text
-
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            with sessions() as session:
-                session.execute(text("SELECT count(*) FROM recordings"))
-            return True
-        except (OperationalError, ProgrammingError) as exc:
-            first = (str(exc.orig or exc).strip().splitlines() or ["?"])[0]
-            log.warning("database not ready (%s); trying again in %.0fs", redact_text(first), delay)
-            stop.wait(delay)
-            delay = min(delay * 2, max_wait)
-    return False
-
-
 def stop_on_signals(stop: threading.Event) -> None:
     """Set ``stop`` on Ctrl-C, a service stop (SIGTERM) or Ctrl-Break on Windows."""
     for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
@@ -239,7 +236,12 @@ def run_watch_loop(ingester: Ingester, *, poll_seconds: float, stop: threading.E
     observer = _start_observer(ingester.watch_dir, wake) if use_events else None
     try:
         while not stop.is_set():
-            ingester.scan()
+            try:
+                ingester.scan()
+            except OperationalError as exc:  # the database restarts: what was not committed is found again
+                log.warning("database unavailable during a scan (%s); trying again", describe_error(exc))
+                stop.wait(min(poll_seconds, 5.0))
+                continue
             # While files are settling look again soon; otherwise wait for an event or the next poll.
             deadline = time.monotonic() + (min(1.0, poll_seconds) if ingester.pending else poll_seconds)
             while not stop.is_set() and not wake.is_set() and time.monotonic() < deadline:

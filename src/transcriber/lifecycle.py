@@ -63,6 +63,8 @@ class Claim:
     resume_from: float
     next_segment_idx: int
     claimed_at: datetime | None = None
+    file_size: int | None = None
+    content_sha256: str | None = None  # what the file held when it was registered
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def register_recording(
         created_at=now,
         updated_at=now,
         task_id=task_id,
+        dispatched_at=now if task_id else None,
     )
     try:
         with session.begin_nested():
@@ -150,7 +153,7 @@ def register_files(
                 id=uuid.uuid4(), file_path=f.file_path, file_name=f.file_name, file_size=f.file_size,
                 content_sha256=f.content_sha256, duration_seconds=f.duration_seconds,
                 status=RecordingStatus.QUEUED.value, retry_count=0,
-                created_at=now, updated_at=now, task_id=f.task_id,
+                created_at=now, updated_at=now, task_id=f.task_id, dispatched_at=now,
             )  # fmt: skip
     try:
         with session.begin_nested():
@@ -172,7 +175,12 @@ def register_files(
 
 
 def find_dispatchable(
-    session: Session, *, now: datetime, live_task_ids: Collection[str] | None, limit: int = 1000
+    session: Session,
+    *,
+    now: datetime,
+    live_task_ids: Collection[str] | None,
+    limit: int = 1000,
+    send_grace: float = 0.0,
 ) -> list[tuple[uuid.UUID, str | None, str]]:
     """Queued recordings that are due and have no live task message: (id, last task id, file name).
 
@@ -180,21 +188,29 @@ def find_dispatchable(
     recording whose last dispatched ``task_id`` is not among them has no message
     (never sent, consumed, reset by SQL, or lost with a Redis flush). ``None``
     means the broker could not be inspected: then only never-dispatched ones count.
+    A task id given less than ``send_grace`` seconds ago is left alone: its sender
+    (the watcher, another dispatch) commits first and sends a moment later.
     """
     query = (
-        select(Recording.id, Recording.task_id, Recording.file_name)
+        select(Recording.id, Recording.task_id, Recording.file_name, Recording.dispatched_at)
         .where(Recording.status == RecordingStatus.QUEUED.value)
         .where(or_(Recording.not_before.is_(None), Recording.not_before <= now))
         .order_by(Recording.created_at)
         .limit(limit)
     )
-    rows = [(rid, tid, name) for rid, tid, name in session.execute(query).all()]
-    if live_task_ids is None:
-        return [row for row in rows if row[1] is None]
-    return [row for row in rows if row[1] is None or row[1] not in live_task_ids]
+    settled_before = now - timedelta(seconds=send_grace)
+    rows = session.execute(query).all()
+    return [
+        (rid, tid, name)
+        for rid, tid, name, handed in rows
+        if tid is None
+        or (live_task_ids is not None and tid not in live_task_ids and (handed is None or handed <= settled_before))
+    ]
 
 
-def mark_dispatched(session: Session, *, recording_id: uuid.UUID, previous_task_id: str | None, task_id: str) -> bool:
+def mark_dispatched(
+    session: Session, *, recording_id: uuid.UUID, previous_task_id: str | None, task_id: str, now: datetime
+) -> bool:
     """Record the task id about to be sent; False if the recording changed meanwhile.
 
     Commit this, then send the message: a message never refers to a row that is
@@ -205,7 +221,7 @@ def mark_dispatched(session: Session, *, recording_id: uuid.UUID, previous_task_
     result = session.execute(
         update(Recording)
         .where(Recording.id == recording_id, Recording.status == RecordingStatus.QUEUED.value, previous)
-        .values(task_id=task_id)
+        .values(task_id=task_id, dispatched_at=now)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
@@ -254,12 +270,18 @@ def claim_recording(
             progress_seconds=None,
             updated_at=now,
         )
-        .returning(Recording.file_path, Recording.file_name, Recording.duration_seconds)
+        .returning(
+            Recording.file_path,
+            Recording.file_name,
+            Recording.duration_seconds,
+            Recording.file_size,
+            Recording.content_sha256,
+        )
         .execution_options(synchronize_session=False)
     ).first()
     if claimed is None:
         return None
-    file_path, file_name, duration = claimed
+    file_path, file_name, duration, file_size, content_sha256 = claimed
     number = (
         session.scalar(select(func.coalesce(func.max(Attempt.attempt), 0)).where(Attempt.recording_id == recording_id))
         or 0
@@ -284,7 +306,10 @@ def claim_recording(
         .values(current_attempt_id=attempt_id, progress_seconds=resume_from or None)
         .execution_options(synchronize_session=False)
     )
-    return Claim(recording_id, attempt_id, number, file_path, file_name, duration, resume_from, next_idx, now)
+    return Claim(
+        recording_id, attempt_id, number, file_path, file_name, duration, resume_from, next_idx, now,
+        file_size, content_sha256,
+    )  # fmt: skip
 
 
 def _resume_point(session: Session, recording_id: uuid.UUID) -> tuple[float, int]:

@@ -54,22 +54,26 @@ def dispatch_queued(
     send: SendTask,
     interval: float | None = None,
     limit: int = 1000,
+    send_grace: float = 0.0,
 ) -> int | None:
     """Send a message for every due queued recording without a live one.
 
     Each recording's new task id is committed before its message is sent. Returns
     how many were sent, or ``None`` when another dispatcher ran this interval.
+    ``send_grace``: see ``lifecycle.find_dispatchable``.
     """
     with transaction(sessions) as session:
         if not lifecycle.lock_dispatch(session):
             return None
         if interval is not None and _ran_recently(session, "dispatch_queued", now, interval):
             return None
-        candidates = lifecycle.find_dispatchable(session, now=now, live_task_ids=live_task_ids, limit=limit)
+        candidates = lifecycle.find_dispatchable(
+            session, now=now, live_task_ids=live_task_ids, limit=limit, send_grace=send_grace
+        )
         lifecycle.record_service_run(session, name="dispatch_queued", now=now, detail=f"due {len(candidates)}")
     sent = 0
     for recording_id, previous, file_name in candidates:
-        if dispatch_one(sessions, recording_id, file_name, previous_task_id=previous, send=send):
+        if dispatch_one(sessions, recording_id, file_name, previous_task_id=previous, send=send, now=now):
             sent += 1
     if sent:
         log.info("dispatched %d queued recording(s)", sent)
@@ -83,12 +87,13 @@ def dispatch_one(
     *,
     previous_task_id: str | None,
     send: SendTask,
+    now: datetime,
 ) -> bool:
     """Commit a fresh task id for one queued recording, then send its message."""
     task_id = str(uuid.uuid4())
     with transaction(sessions) as session:
         if not lifecycle.mark_dispatched(
-            session, recording_id=recording_id, previous_task_id=previous_task_id, task_id=task_id
+            session, recording_id=recording_id, previous_task_id=previous_task_id, task_id=task_id, now=now
         ):
             return False
     send(recording_id, task_id, file_name)

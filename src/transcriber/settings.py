@@ -32,6 +32,7 @@ _ACCEPTS: dict[str, str] = {
     "stuck_timeout_seconds": "a whole number of seconds > 0, at least 3 x HEARTBEAT_SECONDS",
     "heartbeat_seconds": "a number of seconds > 0",
     "cleanup_interval_seconds": "a number of seconds > 0",
+    "broker_visibility_timeout_seconds": "a whole number of seconds >= 0 (0 = derived from the time limit)",
     "whisper_device": "one of auto, cpu, cuda",
     "whisper_compute_type": "auto or a CTranslate2 compute type (int8, int8_float16, float16, float32, ...)",
     "whisper_cpu_threads": "a whole number >= 0 (0 = let CTranslate2 choose)",
@@ -79,6 +80,8 @@ class Settings(BaseSettings):
     stuck_timeout_seconds: int = Field(300, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     cleanup_interval_seconds: float = Field(60.0, gt=0)
+    # Redis redelivers an unacknowledged message after this long; 0 = derived (at least 12 h, above any limit).
+    broker_visibility_timeout_seconds: int = Field(0, ge=0)
 
     whisper_model: str = "base"
     whisper_model_dir: Path | None = None

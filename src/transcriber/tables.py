@@ -125,6 +125,7 @@ class Recording(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker: Mapped[str | None] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when task_id was handed to its sender
     # Not in the operator's vocabulary, but needed to be safe:
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry backoff
     current_attempt_id: Mapped[int | None] = mapped_column(Integer)  # the fence

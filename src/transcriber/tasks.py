@@ -39,6 +39,18 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
     _concurrency = int(getattr(sender, "concurrency", 1) or 1)
 
 
+@worker_init.connect
+def _wait_for_database(**_: Any) -> None:
+    """Take no message before the database answers (a server that boots after the worker)."""
+    from transcriber.db import make_engine, make_session_factory, wait_for_database
+
+    engine = make_engine(current_settings().database_url)
+    try:
+        wait_for_database(make_session_factory(engine), threading.Event())
+    finally:
+        engine.dispose()
+
+
 def worker_context() -> WorkerContext:
     """This process's context, created on first use after any fork."""
     global _context, _context_pid
@@ -136,5 +148,6 @@ def dispatch_queued() -> str:
         live_task_ids=live_task_ids(app, [TRANSCRIBE_QUEUE, CONTROL_QUEUE]),
         send=send_transcribe,
         interval=settings.cleanup_interval_seconds,
+        send_grace=min(30.0, 2 * settings.cleanup_interval_seconds),
     )
     return "skipped" if sent is None else f"sent {sent}"

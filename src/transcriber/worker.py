@@ -20,17 +20,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
-from transcriber.audio import check_readable
-from transcriber.db import make_engine, make_session_factory, transaction
+from transcriber.audio import (
+    FileState,
+    check_inside,
+    check_readable,
+    check_same_audio,
+    check_unchanged_since,
+)
+from transcriber.db import describe_error, make_engine, make_session_factory, transaction
 from transcriber.errors import Interrupted, LeaseLost, RetryableError, TranscriberError
 from transcriber.model_store import resolve_model
 from transcriber.outputs import output_stem, write_outputs
-from transcriber.redact import redact_text
 from transcriber.retry import effective_time_limit
 from transcriber.runner import Done, Info, ModelConfig, Request, Runner, SegmentEvent, SupervisedModel
 from transcriber.settings import Settings
@@ -153,7 +158,7 @@ class AttemptReport:
 
     def __str__(self) -> str:
         if self.outcome is None:
-            return "noop: recording was not queued (duplicate or redelivered message)"
+            return f"noop: {self.error or 'recording was not queued (duplicate or redelivered message)'}"
         text = f"{self.outcome.value}; recording {self.status}"
         return f"{text}: {self.error}" if self.error else text
 
@@ -174,19 +179,31 @@ def run_attempt(
     runner = ctx.runner()
     if isinstance(runner, SupervisedModel):
         runner.start()  # load before the claim: loading is not the recording's time
-    with transaction(ctx.sessions) as session:
-        claim = lifecycle.claim_recording(
-            session, recording_id=recording_id, task_id=task_id, worker=ctx.name, now=now()
-        )
+    try:
+        with transaction(ctx.sessions) as session:
+            claim = lifecycle.claim_recording(
+                session, recording_id=recording_id, task_id=task_id, worker=ctx.name, now=now()
+            )
+            holder = None if claim else session.execute(
+                select(Recording.status, Recording.worker).where(Recording.id == recording_id)
+            ).first()  # fmt: skip
+    except OperationalError as exc:  # nothing was claimed: the recording stays queued and dispatch resends it
+        why = f"database unavailable ({describe_error(exc)}); the recording stays queued and is sent again"
+        log.warning("recording %s: %s", recording_id, why)
+        return AttemptReport(recording_id, None, error=why)
     if claim is None:
-        log.info("recording %s: not queued (duplicate or redelivered message), nothing to do", recording_id)
-        return AttemptReport(recording_id, None)
+        state = f"{holder[0]} on {holder[1]}" if holder and holder[0] == "processing" else (holder or ["gone"])[0]
+        why = f"recording is {state}: duplicate or redelivered message {task_id} dropped"
+        log.warning("recording %s: %s", recording_id, why)
+        return AttemptReport(recording_id, None, error=why)
     log.info("recording %s attempt %d: %s from %.1fs", recording_id, claim.attempt, claim.file_name, claim.resume_from)
     try:
-        check_readable(claim.file_path)
+        before = _check_file(ctx, claim)
         result = _transcribe(ctx, runner, claim, now, on_progress)
         done = result.done
         assert done is not None
+        if before is not None:
+            check_unchanged_since(claim.file_path, before)
         _write_files(ctx, claim, done.language, result.duration)
         with transaction(ctx.sessions) as session:
             lifecycle.complete_recording(
@@ -208,9 +225,18 @@ def run_attempt(
     except TranscriberError as exc:
         return _fail(ctx, claim, exc, now)
     except OperationalError as exc:  # the database went away mid-attempt
-        return _fail(ctx, claim, RetryableError(f"Database error: {redact_text(str(exc.orig))}".strip()), now)
+        return _fail(ctx, claim, RetryableError(f"Database error: {describe_error(exc)}"), now)
     except OSError as exc:
         return _fail(ctx, claim, RetryableError(f"I/O error: {exc}"), now)
+
+
+def _check_file(ctx: WorkerContext, claim: lifecycle.Claim) -> FileState | None:
+    """The file is under WATCH_DIR and still holds the audio that was registered."""
+    check_inside(claim.file_path, ctx.settings.watch_dir)
+    if claim.file_size is None or claim.content_sha256 is None:
+        check_readable(claim.file_path)
+        return None
+    return check_same_audio(claim.file_path, size=claim.file_size, content_key=claim.content_sha256)
 
 
 def _fail(
@@ -287,7 +313,7 @@ class _Progress:
                     progress_seconds=self.audio_done,
                 )
         except OperationalError as exc:
-            log.warning("heartbeat for %s failed, will retry: %s", self.claim.recording_id, redact_text(str(exc.orig)))
+            log.warning("heartbeat for %s failed, will retry: %s", self.claim.recording_id, describe_error(exc))
             return
         self.next_idx += len(self.pending)
         self.pending = []

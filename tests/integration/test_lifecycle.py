@@ -179,12 +179,16 @@ def test_sql_reset_makes_failed_recordings_dispatchable(sessions: sessionmaker[S
 def test_dispatch_skips_recordings_whose_message_is_live(sessions: sessionmaker[Session]) -> None:
     rid = register(sessions)
     with transaction(sessions) as s:
-        assert lifecycle.mark_dispatched(s, recording_id=rid, previous_task_id=None, task_id="m1")
-        assert not lifecycle.mark_dispatched(s, recording_id=rid, previous_task_id=None, task_id="m2")
+        assert lifecycle.mark_dispatched(s, recording_id=rid, previous_task_id=None, task_id="m1", now=T0)
+        assert not lifecycle.mark_dispatched(s, recording_id=rid, previous_task_id=None, task_id="m2", now=T0)
     with transaction(sessions) as s:
         assert lifecycle.find_dispatchable(s, now=T0, live_task_ids={"m1"}) == []
         # Redis flushed: the message is gone, so the recording is sent again.
         assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=set()) == [(rid, "m1", "call.m4a")]
+        # ... but not while its sender may still be sending it (committed first, sent a moment later).
+        later = T0 + timedelta(seconds=10)
+        assert lifecycle.find_dispatchable(s, now=later, live_task_ids=set(), send_grace=30) == []
+        assert lifecycle.find_dispatchable(s, now=later, live_task_ids=set(), send_grace=5) == [(rid, "m1", "call.m4a")]
         # Broker unknown: only never-dispatched recordings are sent.
         assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=None) == []
 

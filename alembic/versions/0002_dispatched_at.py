@@ -1,0 +1,33 @@
+"""``recordings.dispatched_at``: when the last message was handed to its sender.
+
+Dispatch leaves a recording whose message is not in the broker alone for a few
+seconds after this time: the watcher and dispatch commit the task id first and send
+right after, and a resend in between would put a second message on the queue.
+Not touched by the ``updated_at`` trigger, so an operator's SQL reset is sent at once.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-29 09:10:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+import transcriber.tables
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("recordings") as batch:
+        batch.add_column(sa.Column("dispatched_at", transcriber.tables.UTCDateTime(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("recordings") as batch:
+        batch.drop_column("dispatched_at")

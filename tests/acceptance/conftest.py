@@ -8,15 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from services import PrivatePostgres, PrivateRedis
 from transcriber.db import make_engine, make_session_factory
+from transcriber.migrate import upgrade_to_head
 
 TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
 
@@ -51,13 +53,21 @@ class Pipeline:
         self.engine = make_engine(db_url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
 
-    def start(self, command: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    def use_database(self, url: str) -> None:
+        """Point the processes started from now on, and the test's own queries, at another database."""
+        self.env["DATABASE_URL"] = url
+        self.engine.dispose()
+        self.engine = make_engine(url)
+        self.sessions = make_session_factory(self.engine)
+
+    def start(self, command: str, *args: str, wrap: Sequence[str] = (), **env: str) -> subprocess.Popen[bytes]:
+        """Start ``transcriber COMMAND ARGS`` (under ``wrap``, e.g. ``setpriv ...``) with extra settings."""
         log = open(self.tmp / f"{command}-{len(self.processes)}.log", "wb")  # noqa: SIM115
         extra = list(args)
         if command == "beat":
             extra.append(f"--schedule={self.tmp / 'beat-schedule'}")
         proc = subprocess.Popen(
-            [TRANSCRIBER, command, *extra],
+            [*wrap, TRANSCRIBER, command, *extra],
             cwd=self.tmp,
             env={**self.env, **env},
             stdout=log,
@@ -126,3 +136,27 @@ def pipeline(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Pipeline]:
     p = Pipeline(tmp_path, pg_url, redis_url)
     yield p
     p.stop_all()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A Redis of this test's own, which it may restart or start late (not started yet)."""
+    server = PrivateRedis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A Postgres cluster of this test's own, running, with a migrated database ``transcriber``."""
+    server = PrivatePostgres()
+    server.start()
+    try:
+        admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE transcriber"))
+        admin.dispose()
+        upgrade_to_head(server.url("transcriber"))
+        yield server
+    finally:
+        server.remove()

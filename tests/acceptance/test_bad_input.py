@@ -56,3 +56,28 @@ def test_bad_files_fail_once_with_a_clear_cause(pipeline) -> None:
     assert status["good call.m4a"][0] == "completed" and "quarterly invoice" in status["good call.m4a"][3].lower()
     # One run each: a file that can never decode is not retried.
     assert pipeline.query("SELECT count(*) FROM attempts")[0][0] == 6
+
+
+def test_odd_names_and_deep_folders_are_transcribed_like_any_other(pipeline) -> None:
+    """Quotes, semicolons, SQL, non-ASCII letters, 200+ characters, twelve folders deep: all just work."""
+    names = {
+        'it\'s a "quoted" call; DROP TABLE recordings; --.m4a': SENTENCES[0],
+        "llamada de José Núñez – café 電話.m4a": SENTENCES[1],
+        ("Call recording " + "very long name " * 13).strip() + ".m4a": SENTENCES[2],
+        "/".join(f"level {n}" for n in range(12)) + "/deep call.m4a": SENTENCES[3],
+    }
+    assert len(next(n for n in names if n.startswith("Call recording"))) > 200
+    for name, sentence in names.items():
+        write_audio(pipeline.watch_dir / name, conversation([sentence]))
+    pipeline.start("worker", "--pool=solo")
+    pipeline.start("beat")
+    pipeline.start("watch")
+    pipeline.wait_for("four files", lambda: pipeline.all_settled(4))
+    status = pipeline.statuses()
+    for name, sentence in names.items():
+        state, retries, error, transcript = status[Path(name).name]
+        assert (state, retries, error) == ("completed", 0, None), name
+        assert sentence.split()[1].lower() in transcript.lower(), name
+        output = pipeline.output_dir / Path(name).with_suffix(".txt")  # mirrors the subfolder
+        assert sentence.split()[1].lower() in output.read_text(encoding="utf-8").lower(), name
+    assert pipeline.query("SELECT count(*) FROM recordings")[0][0] == 4  # the table is still there

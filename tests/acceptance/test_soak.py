@@ -1,0 +1,23 @@
+"""The soak (bench/soak.py) at a size that fits the suite: 40 recordings, two workers, a SIGKILL every 4-8 s."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from soak import run_soak  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_soak_with_random_sigkills_loses_nothing(tmp_path: Path, pg_url: str, redis_url: str) -> None:
+    result = run_soak(
+        tmp_path, database_url=pg_url, redis_url=redis_url, recordings=40, kill_every=(4.0, 8.0), timeout=400
+    )
+    assert result.problems == []
+    assert result.kills >= 2  # it was a soak under fire, not a quiet run
+    assert result.statuses.get("completed", 0) + result.statuses.get("failed", 0) == 40

@@ -126,3 +126,37 @@ def test_symlinks_are_not_followed(make, sessions, tmp_path: Path) -> None:
     (tmp_path / "inbox" / "link.wav").symlink_to(outside)
     assert make(settle=0).scan() == 0
     assert names(sessions) == []
+
+
+def test_a_file_that_stays_unreadable_is_registered_with_its_cause_on_record(
+    make, sessions, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """A copier's lock passes; a missing permission does not. (The real permission case: tests/acceptance.)"""
+    (tmp_path / "inbox" / "locked.m4a").write_bytes(os.urandom(300))
+    real = ingest.sha256_of
+    locked = True
+
+    def sha256_of(path: str) -> str:
+        if locked and path.endswith("locked.m4a"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(ingest, "sha256_of", sha256_of)
+    clock = Clock()
+    watcher = make(clock, settle=1.0)  # unreadable for 4 x settle before it is registered
+    with caplog.at_level(logging.INFO, logger="transcriber.ingest"):
+        assert watcher.scan() == 0  # first seen
+        clock.now += 1
+        assert watcher.scan() == 0  # settled, but cannot be read yet
+        clock.now += 3
+        assert watcher.scan() == 0  # still within the grace
+        clock.now += 1.5
+        assert watcher.scan() == 1
+    with sessions() as s:
+        [recording] = s.scalars(select(Recording))
+    assert recording.content_sha256.startswith("unread:") and recording.status == "queued"
+    assert "cannot read" in caplog.text and "registering it so the cause is on record" in caplog.text
+    locked = False
+    clock.now += 10
+    assert watcher.scan() == 0  # readable now: known by path, size and mtime, not registered twice
+    assert make(clock, settle=1.0).scan() == 0  # nor by a restarted watcher

@@ -142,3 +142,19 @@ def test_visibility_timeout_is_well_above_the_attempt_limit(timeout: float) -> N
     visibility = visibility_timeout_for(timeout)
     assert isinstance(visibility, int)
     assert visibility >= 2 * timeout + 3600
+
+
+def test_an_explicit_visibility_timeout_wins_and_sweeps_often() -> None:
+    from transcriber.celery_app import celery_config
+    from transcriber.settings import Settings
+
+    derived = celery_config(Settings(celery_broker_url="redis://h:6379/0", task_timeout_seconds=3600))
+    assert derived["visibility_timeout"] == 12 * 3600
+    assert "unacked_restore_throttle" not in derived["broker_transport_options"]
+    chosen = celery_config(Settings(celery_broker_url="redis://h:6379/0", broker_visibility_timeout_seconds=2))
+    assert chosen["broker_transport_options"] == {
+        "visibility_timeout": 2,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
+    assert chosen["visibility_timeout"] == 2

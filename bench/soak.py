@@ -249,6 +249,7 @@ def _main() -> int:
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: still stop the services, drop the database
 
     import redis
     from sqlalchemy import create_engine, text

@@ -110,7 +110,10 @@ class Ingester:
         self.unreadable_since: dict[str, float] = {}
         self.unreadable_grace = max(4 * settle_seconds, 1.0)
         with sessions() as session:  # registered before this process started: not hashed again
-            self._registered_sizes = dict(session.execute(select(Recording.file_path, Recording.file_size)).all())
+            rows = session.execute(
+                select(Recording.file_path, Recording.file_size, Recording.file_mtime_ns).order_by(Recording.created_at)
+            ).all()
+        self._registered = {path: (size, mtime) for path, size, mtime in rows}  # the newest per path wins
 
     def scan(self) -> int:
         """One pass over the folder; returns how many new recordings were registered."""
@@ -146,7 +149,7 @@ class Ingester:
             current = Observation(stat.st_size, stat.st_mtime_ns)
             if self.known.get(path) == current:
                 continue
-            if path not in self.known and self._registered_sizes.get(os.path.abspath(path)) == current.size:
+            if path not in self.known and self._was_registered(path, current):
                 self.known[path] = current
                 continue
             previous = self.pending.get(path)
@@ -177,6 +180,11 @@ class Ingester:
         self.unreadable_since.pop(item.path, None)
         return unread_key(item.path, item.observation.size, item.observation.mtime_ns)
 
+    def _was_registered(self, path: str, current: Observation) -> bool:
+        """Registered before this process started, and not changed since (rows before 0002 lack the mtime)."""
+        size, mtime = self._registered.get(os.path.abspath(path), (None, None))
+        return size == current.size and mtime in (None, current.mtime_ns)
+
     def _ignore_once(self, path: str, reason: str) -> None:
         if path not in self.ignored:
             self.ignored.add(path)
@@ -196,7 +204,7 @@ class Ingester:
                 log.info("not readable yet, will retry: %s (%s)", item.path, exc.strerror or exc)
         files = [
             lifecycle.NewFile(os.path.abspath(item.path), os.path.basename(item.path), item.observation.size, digest,
-                              str(uuid.uuid4()), probe_duration(item.path))
+                              str(uuid.uuid4()), probe_duration(item.path), item.observation.mtime_ns)
             for item, digest in hashed
         ]  # fmt: skip
         with transaction(self.sessions) as session:

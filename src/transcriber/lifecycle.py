@@ -132,6 +132,7 @@ class NewFile:
     content_sha256: str
     task_id: str
     duration_seconds: float | None = None
+    file_mtime_ns: int | None = None
 
 
 def register_files(
@@ -151,7 +152,7 @@ def register_files(
         if f.content_sha256 not in known and f.content_sha256 not in fresh:
             fresh[f.content_sha256] = Recording(
                 id=uuid.uuid4(), file_path=f.file_path, file_name=f.file_name, file_size=f.file_size,
-                content_sha256=f.content_sha256, duration_seconds=f.duration_seconds,
+                content_sha256=f.content_sha256, duration_seconds=f.duration_seconds, file_mtime_ns=f.file_mtime_ns,
                 status=RecordingStatus.QUEUED.value, retry_count=0,
                 created_at=now, updated_at=now, task_id=f.task_id, dispatched_at=now,
             )  # fmt: skip

@@ -107,6 +107,7 @@ class Recording(Base):
     file_path: Mapped[str] = mapped_column(Text)
     file_name: Mapped[str] = mapped_column(Text)
     file_size: Mapped[int] = mapped_column(BigInteger)
+    file_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)  # with the size: the file a restart knows
     content_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(

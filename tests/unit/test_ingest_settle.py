@@ -17,7 +17,7 @@ from transcriber.ingest import Ingester
 class FakeSessions:
     """Stands in for the sessionmaker: the Ingester only reads (file_path, file_size) of known recordings."""
 
-    def __init__(self, registered: list[tuple[str, int]] | None = None) -> None:
+    def __init__(self, registered: list[tuple[str, int, int | None]] | None = None) -> None:
         self.registered = registered or []
 
     def __call__(self) -> FakeSessions:
@@ -32,7 +32,7 @@ class FakeSessions:
     def execute(self, statement: Any) -> FakeSessions:
         return self
 
-    def all(self) -> list[tuple[str, int]]:
+    def all(self) -> list[tuple[str, int, int | None]]:
         return self.registered
 
 
@@ -51,7 +51,10 @@ def inbox(tmp_path: Path) -> Path:
     return folder
 
 
-def make_ingester(inbox: Path, clock: Clock, settle: float = 5.0, registered: list[tuple[str, int]] | None = None):
+Registered = list[tuple[str, int, int | None]]  # file_path, file_size, file_mtime_ns
+
+
+def make_ingester(inbox: Path, clock: Clock, settle: float = 5.0, registered: Registered | None = None):
     def send(*_: object) -> None:
         raise AssertionError("settle logic must not send")
 
@@ -139,10 +142,12 @@ def test_a_file_that_vanishes_while_settling_is_forgotten(inbox: Path) -> None:
     assert ingester.pending == {}
 
 
-def test_a_file_registered_before_start_with_the_same_size_is_not_taken_again(inbox: Path) -> None:
+@pytest.mark.parametrize("mtime", ["same", None])  # None: a row registered before migration 0002
+def test_a_file_registered_before_start_unchanged_is_not_taken_again(inbox: Path, mtime: str | None) -> None:
     path = inbox / "a.m4a"
     path.write_bytes(b"x" * 10)
-    ingester = make_ingester(inbox, Clock(), settle=0, registered=[(os.path.abspath(path), 10)])
+    known = path.stat().st_mtime_ns if mtime else None
+    ingester = make_ingester(inbox, Clock(), settle=0, registered=[(os.path.abspath(path), 10, known)])
     assert ready_names(ingester) == []
     assert str(path) in ingester.known
 
@@ -150,5 +155,13 @@ def test_a_file_registered_before_start_with_the_same_size_is_not_taken_again(in
 def test_a_registered_file_whose_size_changed_is_taken(inbox: Path) -> None:
     path = inbox / "a.m4a"
     path.write_bytes(b"x" * 12)
-    ingester = make_ingester(inbox, Clock(), settle=0, registered=[(os.path.abspath(path), 10)])
+    ingester = make_ingester(inbox, Clock(), settle=0, registered=[(os.path.abspath(path), 10, None)])
+    assert ready_names(ingester) == ["a.m4a"]
+
+
+def test_a_file_replaced_by_one_of_the_same_size_while_stopped_is_taken(inbox: Path) -> None:
+    path = inbox / "a.m4a"
+    path.write_bytes(b"y" * 10)
+    old_mtime = path.stat().st_mtime_ns - 10**9
+    ingester = make_ingester(inbox, Clock(), settle=0, registered=[(os.path.abspath(path), 10, old_mtime)])
     assert ready_names(ingester) == ["a.m4a"]

@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transcriber.errors import PermanentError, RetryableError
 
@@ -102,14 +103,18 @@ def file_state(path: str) -> FileState | None:
     return FileState(stat.st_size, stat.st_mtime_ns)
 
 
+def is_inside(path: str, root: str, pathmod: Any = os.path) -> bool:
+    """Whether ``path`` is ``root`` or below it (both absolute); ``pathmod`` is ntpath for Windows rules."""
+    try:
+        common = pathmod.commonpath([path, root])
+    except ValueError:  # another drive on Windows, or one relative path
+        return False
+    return bool(pathmod.normcase(common) == pathmod.normcase(pathmod.normpath(root)))
+
+
 def check_inside(path: str, root: str | os.PathLike[str]) -> None:
     """Refuse a file outside ``root`` once links are resolved: files are read only under WATCH_DIR."""
-    real, base = os.path.realpath(path), os.path.realpath(root)
-    try:
-        inside = os.path.commonpath([real, base]) == base
-    except ValueError:  # another drive on Windows
-        inside = False
-    if not inside:
+    if not is_inside(os.path.realpath(path), os.path.realpath(root)):
         raise PermanentError(
             f"Refused: {path} is outside WATCH_DIR ({root}); files are read only under the watched folder"
         )

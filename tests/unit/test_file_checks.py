@@ -89,3 +89,23 @@ def test_a_rewrite_during_the_attempt_is_caught_a_deletion_is_not(tmp_path: Path
         check_unchanged_since(str(path), before)
     path.unlink()  # deleted after it was read: the transcript stands
     check_unchanged_since(str(path), before)
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "inside"),
+    [
+        (r"D:\Recordings\2026\call.m4a", r"D:\Recordings", True),
+        (r"d:\recordings\call.m4a", r"D:\Recordings", True),  # Windows paths ignore case
+        (r"D:\Recordings", "D:\\Recordings\\", True),
+        (r"D:\Recordings-evil\call.m4a", r"D:\Recordings", False),
+        (r"E:\Recordings\call.m4a", r"D:\Recordings", False),  # another drive
+        (r"\\server\calls\in\call.m4a", r"\\SERVER\Calls\in", True),  # UNC share
+        (r"\\server\other\call.m4a", r"\\server\calls", False),
+    ],
+)
+def test_inside_watch_dir_with_windows_rules(path: str, root: str, inside: bool) -> None:
+    import ntpath
+
+    from transcriber.audio import is_inside
+
+    assert is_inside(path, root, ntpath) is inside

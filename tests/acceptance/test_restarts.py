@@ -89,17 +89,20 @@ def test_postgres_restarted_mid_run_loses_nothing(pipeline, private_postgres) ->
     assert all(b[1] >= a[2] - 0.01 for a, b in zip(segments, segments[1:], strict=False))
 
 
-def test_a_worker_started_before_redis_waits_for_it(pipeline, private_redis) -> None:
+def test_a_worker_and_a_watcher_started_before_redis_wait_for_it(pipeline, private_redis) -> None:
     pipeline.env["CELERY_BROKER_URL"] = private_redis.url
     write_audio(pipeline.watch_dir / "call.m4a", conversation(SENTENCES[:1]))
     worker = pipeline.start("worker", "--pool=solo")
+    watcher = pipeline.start("watch")
     pipeline.wait_for("the retry line", lambda: "Cannot connect to redis" in pipeline.full_log("worker"))
-    assert worker.poll() is None
+    pipeline.wait_for("the registration", lambda: "could not send recording" in pipeline.full_log("watch"))
+    assert pipeline.statuses()["call.m4a"][0] == "queued"  # safe in the database meanwhile
+    assert worker.poll() is None and watcher.poll() is None
     private_redis.start()
-    pipeline.start("beat")
-    pipeline.start("watch")
+    pipeline.start("beat")  # its dispatch sends what the watcher could not
     pipeline.wait_for("the call", lambda: pipeline.all_settled(1))
     assert pipeline.statuses()["call.m4a"][0] == "completed"
+    assert "Traceback" not in pipeline.full_log("watch")
 
 
 def test_a_worker_started_before_postgres_waits_for_it(pipeline, private_postgres) -> None:

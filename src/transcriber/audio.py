@@ -47,6 +47,15 @@ def is_media_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in MEDIA_EXTENSIONS
 
 
+# ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION: Windows refuses to open a file another program holds open.
+_WINDOWS_IN_USE = (32, 33)
+
+
+def in_use(exc: OSError) -> bool:
+    """A file locked by another program (Windows) rather than one we may not read: it passes."""
+    return getattr(exc, "winerror", None) in _WINDOWS_IN_USE
+
+
 def check_readable(path: str) -> int:
     """Return the file's size, or raise why it cannot be transcribed."""
     try:
@@ -57,6 +66,8 @@ def check_readable(path: str) -> int:
     except FileNotFoundError:
         raise PermanentError(f"File not found: {path} (moved or deleted after it was queued)") from None
     except PermissionError as exc:
+        if in_use(exc):  # Windows: a copier, backup agent or virus scanner holds it for now
+            raise RetryableError(f"File in use: {path} is locked by another program") from exc
         raise PermanentError(
             f"Permission denied: {path}: give the worker's account read access, then reset the recording"
         ) from exc

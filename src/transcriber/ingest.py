@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
-from transcriber.audio import is_media_file, probe_duration, sha256_of, unread_key
+from transcriber.audio import in_use, is_media_file, probe_duration, sha256_of, unread_key
 from transcriber.db import describe_error, transaction
 from transcriber.tables import Recording, utcnow
 
@@ -196,8 +196,13 @@ class Ingester:
             try:
                 hashed.append((item, sha256_of(item.path)))
                 self.unreadable_since.pop(item.path, None)
-            except PermissionError as exc:  # locked by the copier (Windows), or no read permission
-                key = self._unreadable(item, exc)
+            except PermissionError as exc:
+                if in_use(exc):  # a copier on Windows may hold a full-size file for minutes: wait for it
+                    if item.path not in self.ignored:
+                        self.ignored.add(item.path)
+                        log.info("%s is in use by another program; waiting until it is let go", item.path)
+                    continue
+                key = self._unreadable(item, exc)  # no read permission: registered after a grace
                 if key:
                     hashed.append((item, key))
             except OSError as exc:  # gone, or a share that went away: try again next scan

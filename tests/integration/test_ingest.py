@@ -160,3 +160,31 @@ def test_a_file_that_stays_unreadable_is_registered_with_its_cause_on_record(
     clock.now += 10
     assert watcher.scan() == 0  # readable now: known by path, size and mtime, not registered twice
     assert make(clock, settle=1.0).scan() == 0  # nor by a restarted watcher
+
+
+def test_a_file_locked_by_its_copier_is_waited_for_not_registered_as_unreadable(
+    make, sessions, tmp_path: Path, monkeypatch
+) -> None:
+    """Windows: a copy in progress can look settled (full size, same mtime) while the copier holds it."""
+    (tmp_path / "inbox" / "copying.m4a").write_bytes(os.urandom(300))
+    real = ingest.sha256_of
+    locked = True
+
+    def sha256_of(path: str) -> str:
+        if locked:
+            exc = PermissionError(13, "The process cannot access the file")
+            exc.winerror = 32  # type: ignore[attr-defined]  # ERROR_SHARING_VIOLATION
+            raise exc
+        return real(path)
+
+    monkeypatch.setattr(ingest, "sha256_of", sha256_of)
+    clock = Clock()
+    watcher = make(clock, settle=1.0)
+    for _ in range(10):  # far past the grace an unreadable file gets
+        assert watcher.scan() == 0
+        clock.now += 5
+    locked = False
+    assert watcher.scan() == 1
+    with sessions() as s:
+        [recording] = s.scalars(select(Recording))
+    assert not recording.content_sha256.startswith("unread:")  # the real audio, hashed

@@ -109,3 +109,31 @@ def test_inside_watch_dir_with_windows_rules(path: str, root: str, inside: bool)
     from transcriber.audio import is_inside
 
     assert is_inside(path, root, ntpath) is inside
+
+
+def _refused(winerror: int | None):  # type: ignore[no-untyped-def]
+    def fake_open(*_: object, **__: object) -> None:
+        exc = PermissionError(13, "Permission denied")
+        if winerror is not None:
+            exc.winerror = winerror  # type: ignore[attr-defined]  # what Windows sets; POSIX has no such field
+        raise exc
+
+    return fake_open
+
+
+def test_a_file_locked_by_another_program_is_retried_a_forbidden_one_is_not(tmp_path: Path, monkeypatch) -> None:
+    """Windows raises PermissionError for a file another program holds (sharing violation): that passes."""
+    from transcriber import audio
+    from transcriber.errors import RetryableError
+
+    path = tmp_path / "call.m4a"
+    path.write_bytes(b"a" * 10)
+    monkeypatch.setattr(audio, "open", _refused(32), raising=False)
+    with pytest.raises(RetryableError, match="^File in use: .* is locked by another program$"):
+        audio.check_readable(str(path))
+    monkeypatch.setattr(audio, "open", _refused(5), raising=False)  # ERROR_ACCESS_DENIED
+    with pytest.raises(PermanentError, match="^Permission denied: "):
+        audio.check_readable(str(path))
+    monkeypatch.setattr(audio, "open", _refused(None), raising=False)  # POSIX EACCES
+    with pytest.raises(PermanentError, match="^Permission denied: "):
+        audio.check_readable(str(path))

@@ -25,7 +25,8 @@ NO_OVERRIDE = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--boundi
 def test_a_file_replaced_while_it_is_transcribed(pipeline) -> None:
     """The old recording fails with the cause; the new audio becomes a recording of its own and completes."""
     path = pipeline.watch_dir / "call.m4a"
-    write_audio(path, long_speech(120))
+    write_audio(path, long_speech(150))
+    replacement = write_audio(pipeline.tmp / "replacement.m4a", conversation(SENTENCES[3:5])).read_bytes()
     pipeline.start("worker", "--pool=solo")
     pipeline.start("beat")
     pipeline.start("watch")
@@ -33,7 +34,7 @@ def test_a_file_replaced_while_it_is_transcribed(pipeline) -> None:
         "the call to run",
         lambda: pipeline.query("SELECT 1 FROM recordings WHERE status = 'processing' AND progress_seconds > 0"),
     )
-    write_audio(path, conversation(SENTENCES[3:5]))  # overwritten in place, as a copy over it does
+    path.write_bytes(replacement)  # overwritten in place, as a copy over it does
     pipeline.wait_for("both recordings", lambda: pipeline.all_settled(2), timeout=120)
     rows = pipeline.query("SELECT status, retry_count, error_message, transcript FROM recordings ORDER BY created_at")
     (old_status, old_retries, old_error, _), (new_status, _, new_error, transcript) = rows

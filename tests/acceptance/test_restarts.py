@@ -15,9 +15,17 @@ pytestmark = pytest.mark.slow
 SHORT = {f"short {n}.m4a": SENTENCES[n] for n in range(3)}
 
 
-def _write_shorts(pipeline) -> None:  # type: ignore[no-untyped-def]
+def _make_shorts(pipeline):  # type: ignore[no-untyped-def]
+    """Speak the short calls now (it takes seconds); returns a function that drops them in at once."""
+    staging = pipeline.tmp / "staging"
     for name, sentence in SHORT.items():
-        write_audio(pipeline.watch_dir / name, conversation([sentence]))
+        write_audio(staging / name, conversation([sentence]))
+
+    def drop() -> None:
+        for name in SHORT:
+            (staging / name).rename(pipeline.watch_dir / name)
+
+    return drop
 
 
 def _processing(pipeline, name: str) -> bool:  # type: ignore[no-untyped-def]
@@ -45,12 +53,13 @@ def test_redis_flushed_or_restarted_loses_no_recording(pipeline, private_redis, 
     """Messages of queued recordings are lost with Redis's data; dispatch sends them again, once."""
     private_redis.start()
     pipeline.env["CELERY_BROKER_URL"] = private_redis.url
-    write_audio(pipeline.watch_dir / "long call.m4a", long_speech(90))
+    write_audio(pipeline.watch_dir / "long call.m4a", long_speech(150))
+    drop_shorts = _make_shorts(pipeline)
     worker = pipeline.start("worker", "--pool=solo")
     pipeline.start("beat")
     pipeline.start("watch")
     pipeline.wait_for("the long call to run", lambda: _processing(pipeline, "long call.m4a"))
-    _write_shorts(pipeline)
+    drop_shorts()
     client = redis.Redis.from_url(private_redis.url)
     pipeline.wait_for("three messages waiting", lambda: client.llen("transcriber") == 3)
     client.close()
@@ -68,13 +77,14 @@ def test_redis_flushed_or_restarted_loses_no_recording(pipeline, private_redis, 
 def test_postgres_restarted_mid_run_loses_nothing(pipeline, private_postgres) -> None:
     """The worker keeps transcribing while its heartbeats fail, saves them once Postgres is back."""
     pipeline.use_database(private_postgres.url("transcriber"))
-    write_audio(pipeline.watch_dir / "long call.m4a", long_speech(120))
+    write_audio(pipeline.watch_dir / "long call.m4a", long_speech(150))
+    drop_shorts = _make_shorts(pipeline)
     worker = pipeline.start("worker", "--pool=solo", STUCK_TIMEOUT_SECONDS="60")
     pipeline.start("beat", STUCK_TIMEOUT_SECONDS="60")
     watcher = pipeline.start("watch")
     pipeline.wait_for("the long call to run", lambda: _processing(pipeline, "long call.m4a"))
     private_postgres.stop()
-    _write_shorts(pipeline)  # dropped while the database is down: the watcher registers them later
+    drop_shorts()  # dropped while the database is down: the watcher registers them later
     time.sleep(4)
     private_postgres.start()
     pipeline.wait_for("every recording", lambda: pipeline.all_settled(4), timeout=180)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber.redact import redact_url
-from transcriber.retry import effective_time_limit
+from transcriber.retry import effective_time_limit, visibility_timeout_for
 from transcriber.settings import Settings
 from transcriber.tables import Recording, RecordingStatus, ServiceRun
 
@@ -59,6 +59,23 @@ def limit_advice(*, timeout_seconds: int, realtime_factor: float, durations: lis
         f"set TASK_TIMEOUT_SECONDS={math.ceil(needed / 60) * 60} or "
         f"TASK_TIMEOUT_REALTIME_FACTOR={math.ceil(speed * SAFETY_MARGIN * 10) / 10}",
     )
+
+
+def visibility_advice(*, override: int, timeout_seconds: int, realtime_factor: float) -> Check:
+    """Pure: will Redis hand a running call to a second worker before the attempt can end?"""
+    derived = visibility_timeout_for(0 if realtime_factor > 0 else timeout_seconds)
+    if not override:
+        return Check("redelivery", OK, f"visibility timeout {derived}s (derived), above any attempt")
+    unbounded = timeout_seconds <= 0 or realtime_factor > 0
+    if unbounded or override < timeout_seconds:
+        longest = "has no fixed limit" if unbounded else f"may run {timeout_seconds}s"
+        return Check(
+            "redelivery",
+            WARN,
+            f"BROKER_VISIBILITY_TIMEOUT_SECONDS={override} but an attempt {longest}: Redis will hand running calls "
+            f"to other workers, which drop them (harmless, but noise); set it to 0 (derived: {derived}s)",
+        )
+    return Check("redelivery", OK, f"visibility timeout {override}s (set), above the {timeout_seconds}s limit")
 
 
 def check_time_limit(settings: Settings, sessions: sessionmaker[Session]) -> Check:
@@ -185,6 +202,14 @@ def run_checks(settings: Settings, *, now: datetime, include_model: bool = True)
         ("beat", lambda: check_beat(settings, sessions, now)),
         ("time limit", lambda: check_time_limit(settings, sessions)),
     ]
+    if not settings.embedded_broker:
+        checks.append(
+            visibility_advice(
+                override=settings.broker_visibility_timeout_seconds,
+                timeout_seconds=settings.task_timeout_seconds,
+                realtime_factor=settings.task_timeout_realtime_factor,
+            )
+        )
     try:
         for name, step in steps:
             try:

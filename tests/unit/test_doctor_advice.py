@@ -38,3 +38,16 @@ def test_estimated_finish_uses_the_speed_so_far() -> None:
 def test_every_setting_is_documented_in_env_example() -> None:
     text = (Path(__file__).parents[2] / ".env.example").read_text()
     assert [f.upper() for f in Settings.model_fields if f"{f.upper()}=" not in text] == []
+
+
+def test_a_visibility_timeout_shorter_than_an_attempt_is_named() -> None:
+    from transcriber.doctor import WARN, visibility_advice
+
+    assert visibility_advice(override=0, timeout_seconds=7200, realtime_factor=0).status == OK
+    assert visibility_advice(override=86400, timeout_seconds=7200, realtime_factor=0).status == OK
+    short = visibility_advice(override=3600, timeout_seconds=7200, realtime_factor=0)
+    assert short.status == WARN
+    assert "BROKER_VISIBILITY_TIMEOUT_SECONDS=3600 but an attempt may run 7200s" in short.detail
+    assert "set it to 0 (derived: 43200s)" in short.detail
+    unbounded = visibility_advice(override=86400, timeout_seconds=7200, realtime_factor=1.0)
+    assert unbounded.status == WARN and "has no fixed limit" in unbounded.detail

@@ -44,18 +44,11 @@ def current_settings() -> Settings:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours; see the README's "Celery and Redis" section."""
-    visibility = visibility_timeout_for(settings.task_timeout_seconds)
-    if settings.task_timeout_realtime_factor > 0:
-        visibility = visibility_timeout_for(0)  # limits grow with the file: no upper bound known
+    chosen = settings.broker_visibility_timeout_seconds  # an operator's choice (tests use it to force redelivery)
+    visibility = chosen or visibility_timeout_for(settings.task_timeout_seconds, settings.task_timeout_realtime_factor)
     transport_options: dict[str, Any] = {"visibility_timeout": visibility}
-    if settings.broker_visibility_timeout_seconds:  # an operator's choice (tests use it to force redelivery)
-        visibility = settings.broker_visibility_timeout_seconds
-        # Kombu looks for expired messages only every 10 x 10 s by default; look about twice per timeout.
-        transport_options = {
-            "visibility_timeout": visibility,
-            "unacked_restore_interval": max(1, min(10, visibility // 2)),
-            "unacked_restore_throttle": 1,
-        }
+    if chosen:  # kombu looks for expired messages only every 10 x 10 s by default; look about twice per timeout
+        transport_options |= {"unacked_restore_interval": max(1, min(10, chosen // 2)), "unacked_restore_throttle": 1}
     if settings.embedded_broker:
         queue_dir = settings.broker_dir / "queue"
         control_dir = settings.broker_dir / "control"

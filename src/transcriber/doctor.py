@@ -63,7 +63,7 @@ def limit_advice(*, timeout_seconds: int, realtime_factor: float, durations: lis
 
 def visibility_advice(*, override: int, timeout_seconds: int, realtime_factor: float) -> Check:
     """Pure: will Redis hand a running call to a second worker before the attempt can end?"""
-    derived = visibility_timeout_for(0 if realtime_factor > 0 else timeout_seconds)
+    derived = visibility_timeout_for(timeout_seconds, realtime_factor)
     if not override:
         return Check("redelivery", OK, f"visibility timeout {derived}s (derived), above any attempt")
     unbounded = timeout_seconds <= 0 or realtime_factor > 0

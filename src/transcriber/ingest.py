@@ -164,8 +164,8 @@ class Ingester:
     def _unreadable(self, item: ReadyFile, exc: OSError) -> str | None:
         """A file that stays unreadable is registered all the same (keyed by path, size and mtime).
 
-        A copier's lock lasts seconds; a missing permission lasts until someone fixes it. Registered,
-        the recording shows the cause in the database instead of the file being silently skipped.
+        A missing permission lasts until someone fixes it (a Windows lock is waited for before this).
+        Registered, the recording shows the cause in the database instead of being skipped in silence.
         """
         now = self.clock()
         first = self.unreadable_since.get(item.path)

@@ -59,12 +59,12 @@ class Claim:
     attempt: int
     file_path: str
     file_name: str
+    file_size: int
+    content_sha256: str  # what the file held when it was registered
     duration_seconds: float | None
     resume_from: float
     next_segment_idx: int
     claimed_at: datetime | None = None
-    file_size: int | None = None
-    content_sha256: str | None = None  # what the file held when it was registered
 
 
 @dataclass(frozen=True)
@@ -308,8 +308,8 @@ def claim_recording(
         .execution_options(synchronize_session=False)
     )
     return Claim(
-        recording_id, attempt_id, number, file_path, file_name, duration, resume_from, next_idx, now,
-        file_size, content_sha256,
+        recording_id, attempt_id, number, file_path, file_name, file_size, content_sha256, duration, resume_from,
+        next_idx, now,
     )  # fmt: skip
 
 

@@ -71,13 +71,14 @@ def effective_time_limit(timeout_seconds: float, realtime_factor: float, duratio
     return float(max(timeout_seconds, scaled))
 
 
-def visibility_timeout_for(timeout_seconds: float) -> int:
+def visibility_timeout_for(timeout_seconds: float, realtime_factor: float = 0.0) -> int:
     """Kombu's Redis visibility timeout: well above the longest attempt.
 
     Past it Redis redelivers an unacknowledged message, which would start a second
     transcription of a long call; the compare-and-set claim remains the second guard.
+    With a real-time factor limits grow with the file, so no upper bound is known.
     """
     floor = 12 * 3600
-    if timeout_seconds <= 0:
+    if timeout_seconds <= 0 or realtime_factor > 0:
         return 7 * 24 * 3600
     return int(max(floor, 2 * timeout_seconds + 3600))

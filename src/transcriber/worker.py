@@ -28,7 +28,6 @@ from transcriber import lifecycle
 from transcriber.audio import (
     FileState,
     check_inside,
-    check_readable,
     check_same_audio,
     check_unchanged_since,
 )
@@ -202,8 +201,7 @@ def run_attempt(
         result = _transcribe(ctx, runner, claim, now, on_progress)
         done = result.done
         assert done is not None
-        if before is not None:
-            check_unchanged_since(claim.file_path, before)
+        check_unchanged_since(claim.file_path, before)
         _write_files(ctx, claim, done.language, result.duration)
         with transaction(ctx.sessions) as session:
             lifecycle.complete_recording(
@@ -230,12 +228,9 @@ def run_attempt(
         return _fail(ctx, claim, RetryableError(f"I/O error: {exc}"), now)
 
 
-def _check_file(ctx: WorkerContext, claim: lifecycle.Claim) -> FileState | None:
+def _check_file(ctx: WorkerContext, claim: lifecycle.Claim) -> FileState:
     """The file is under WATCH_DIR and still holds the audio that was registered."""
     check_inside(claim.file_path, ctx.settings.watch_dir)
-    if claim.file_size is None or claim.content_sha256 is None:
-        check_readable(claim.file_path)
-        return None
     return check_same_audio(claim.file_path, size=claim.file_size, content_key=claim.content_sha256)
 
 

@@ -135,8 +135,7 @@ def check_broker(settings: Settings) -> Check:
 
 def check_model(settings: Settings) -> Check:
     from transcriber.model_store import ensure_available
-    from transcriber.runner import SupervisedModel
-    from transcriber.worker import model_config_for
+    from transcriber.runner import SupervisedModel, model_config_for
 
     began = time.monotonic()
     ensure_available(settings.whisper_model, settings.whisper_model_dir)

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
 from transcriber.quality import ScoredSegment, assess
 from transcriber.retry import RetryDecision, decide_after_error
+from transcriber.settings import Settings
 from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, Segment, ServiceRun
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class RetryPolicy:
     max_retries: int
     backoff_base: float
     backoff_cap: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.task_max_retries, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds)
 
 
 @dataclass(frozen=True)

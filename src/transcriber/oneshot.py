@@ -10,9 +10,8 @@ from typing import TextIO
 
 from transcriber.audio import check_readable
 from transcriber.outputs import TranscriptDoc, write_outputs
-from transcriber.runner import Done, Info, Request, SegmentEvent, SupervisedModel
+from transcriber.runner import Done, Info, Request, SegmentEvent, SupervisedModel, decode_options, model_config_for
 from transcriber.settings import Settings
-from transcriber.worker import decode_options, model_config_for
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from transcriber.errors import AttemptTimeout, ModelNotFound, PermanentError, RetryableError, WorkerLost
+from transcriber.model_store import resolve_model
+from transcriber.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,52 @@ class ModelConfig:
     compute_type: str = "int8"
     cpu_threads: int = 0
     download_root: str | None = None
+
+
+def model_config_for(settings: Settings, *, concurrency: int = 1) -> ModelConfig:
+    """Resolve the model offline and pick device, precision and threads ("auto" means the obvious).
+
+    With ``WHISPER_CPU_THREADS=0`` the cores are divided between the worker's model
+    processes, so two cores are used fully and never oversubscribed.
+    """
+    device = settings.whisper_device
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    compute = settings.whisper_compute_type
+    if compute == "auto":
+        compute = "float16" if device == "cuda" else "int8"
+    download_root = str(settings.whisper_model_dir) if settings.whisper_model_dir else None
+    return ModelConfig(
+        model=resolve_model(settings.whisper_model, settings.whisper_model_dir),
+        device=device,
+        compute_type=compute,
+        cpu_threads=settings.whisper_cpu_threads or max(1, (os.cpu_count() or 1) // max(concurrency, 1)),
+        download_root=download_root,
+    )
+
+
+def cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count() > 0
+    except Exception:  # no CUDA runtime at all
+        return False
+
+
+def decode_options(settings: Settings) -> dict[str, object]:
+    """faster-whisper ``transcribe`` keyword arguments from the settings."""
+    return {
+        "beam_size": settings.whisper_beam_size,
+        "language": settings.whisper_language or None,
+        "vad_filter": settings.whisper_vad_filter,
+        "batch_size": settings.whisper_batch_size,
+        "word_timestamps": settings.whisper_word_timestamps,
+        "condition_on_previous_text": settings.whisper_condition_on_previous_text,
+        "hallucination_silence_threshold": settings.whisper_hallucination_silence_threshold or None,
+        "channels": settings.channels,
+        "speakers": list(settings.speakers),
+    }
 
 
 @dataclass(frozen=True)

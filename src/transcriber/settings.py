@@ -32,6 +32,7 @@ _ACCEPTS: dict[str, str] = {
     "stuck_timeout_seconds": "a whole number of seconds > 0, at least 3 x HEARTBEAT_SECONDS",
     "heartbeat_seconds": "a number of seconds > 0",
     "cleanup_interval_seconds": "a number of seconds > 0",
+    "dispatch_interval_seconds": "a number of seconds > 0",
     "broker_visibility_timeout_seconds": "a whole number of seconds >= 0 (0 = derived from the time limit)",
     "whisper_device": "one of auto, cpu, cuda",
     "whisper_compute_type": "auto or a CTranslate2 compute type (int8, int8_float16, float16, float32, ...)",
@@ -80,6 +81,8 @@ class Settings(BaseSettings):
     stuck_timeout_seconds: int = Field(300, gt=0)
     heartbeat_seconds: float = Field(10.0, gt=0)
     cleanup_interval_seconds: float = Field(60.0, gt=0)
+    # How often beat looks for queued recordings that are due (a retry whose backoff ended, an SQL reset).
+    dispatch_interval_seconds: float = Field(2.0, gt=0)
     # Redis redelivers an unacknowledged message after this long; 0 = derived (at least 12 h, above any limit).
     broker_visibility_timeout_seconds: int = Field(0, ge=0)
 

@@ -21,8 +21,9 @@ from celery.signals import (
 from transcriber import maintenance
 from transcriber.broker import live_task_ids
 from transcriber.celery_app import CONTROL_QUEUE, TRANSCRIBE_QUEUE, app, current_settings
+from transcriber.lifecycle import RetryPolicy
 from transcriber.tables import AttemptOutcome, utcnow
-from transcriber.worker import WorkerContext, policy_for
+from transcriber.worker import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def cleanup_stuck() -> str:
         worker_context().sessions,
         now=utcnow(),
         stuck_timeout=settings.stuck_timeout_seconds,
-        policy=policy_for(settings),
+        policy=RetryPolicy.from_settings(settings),
         interval=settings.cleanup_interval_seconds,
     )
     return "skipped" if rescued is None else f"rescued {len(rescued)}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -33,69 +32,23 @@ from transcriber.audio import (
 )
 from transcriber.db import describe_error, make_engine, make_session_factory, transaction
 from transcriber.errors import Interrupted, LeaseLost, RetryableError, TranscriberError
-from transcriber.model_store import resolve_model
 from transcriber.outputs import output_stem, write_outputs
 from transcriber.retry import effective_time_limit
-from transcriber.runner import Done, Info, ModelConfig, Request, Runner, SegmentEvent, SupervisedModel
+from transcriber.runner import (
+    Done,
+    Info,
+    Request,
+    Runner,
+    SegmentEvent,
+    SupervisedModel,
+    decode_options,
+    model_config_for,
+)
 from transcriber.settings import Settings
 from transcriber.tables import AttemptOutcome, Recording, utcnow
 from transcriber.transcripts import load_document
 
 log = logging.getLogger(__name__)
-
-
-def model_config_for(settings: Settings, *, concurrency: int = 1) -> ModelConfig:
-    """Resolve the model offline and pick device, precision and threads ("auto" means the obvious).
-
-    With ``WHISPER_CPU_THREADS=0`` the cores are divided between the worker's model
-    processes, so two cores are used fully and never oversubscribed.
-    """
-    device = settings.whisper_device
-    if device == "auto":
-        device = "cuda" if _cuda_available() else "cpu"
-    compute = settings.whisper_compute_type
-    if compute == "auto":
-        compute = "float16" if device == "cuda" else "int8"
-    download_root = str(settings.whisper_model_dir) if settings.whisper_model_dir else None
-    return ModelConfig(
-        model=resolve_model(settings.whisper_model, settings.whisper_model_dir),
-        device=device,
-        compute_type=compute,
-        cpu_threads=settings.whisper_cpu_threads or max(1, (os.cpu_count() or 1) // max(concurrency, 1)),
-        download_root=download_root,
-    )
-
-
-def _cuda_available() -> bool:
-    try:
-        import ctranslate2
-
-        return ctranslate2.get_cuda_device_count() > 0
-    except Exception:  # no CUDA runtime at all
-        return False
-
-
-def decode_options(settings: Settings) -> dict[str, object]:
-    """faster-whisper ``transcribe`` keyword arguments from the settings."""
-    return {
-        "beam_size": settings.whisper_beam_size,
-        "language": settings.whisper_language or None,
-        "vad_filter": settings.whisper_vad_filter,
-        "batch_size": settings.whisper_batch_size,
-        "word_timestamps": settings.whisper_word_timestamps,
-        "condition_on_previous_text": settings.whisper_condition_on_previous_text,
-        "hallucination_silence_threshold": settings.whisper_hallucination_silence_threshold or None,
-        "channels": settings.channels,
-        "speakers": list(settings.speakers),
-    }
-
-
-def policy_for(settings: Settings) -> lifecycle.RetryPolicy:
-    return lifecycle.RetryPolicy(
-        max_retries=settings.task_max_retries,
-        backoff_base=settings.retry_backoff_seconds,
-        backoff_cap=settings.retry_backoff_max_seconds,
-    )
 
 
 @dataclass
@@ -240,7 +193,9 @@ def _fail(
     log.warning("recording %s attempt %d failed: %s", claim.recording_id, claim.attempt, error)
     try:
         with transaction(ctx.sessions) as session:
-            status = lifecycle.fail_attempt(session, claim, error=error, now=now(), policy=policy_for(ctx.settings))
+            status = lifecycle.fail_attempt(
+                session, claim, error=error, now=now(), policy=lifecycle.RetryPolicy.from_settings(ctx.settings)
+            )
     except LeaseLost as exc:
         log.warning("recording %s: %s", claim.recording_id, exc)
         return AttemptReport(claim.recording_id, AttemptOutcome.LOST, None, str(exc))

@@ -162,9 +162,15 @@ def check_unchanged_since(path: str, before: FileState) -> None:
 
 
 def probe_duration(path: str) -> float | None:
-    """The duration the container states, in seconds (reads the header only); ``None`` if unknown."""
+    """The duration the container states, in seconds (reads the header only); ``None`` if unknown.
+
+    A WAV's is its RIFF header's: what the file should hold, so a truncated one is found out by ``check_complete``.
+    """
     import av
 
+    stated = _wav_header_seconds(path)
+    if stated is not None:
+        return stated
     try:
         with av.open(path, metadata_errors="ignore") as container:
             if container.duration:
@@ -173,6 +179,40 @@ def probe_duration(path: str) -> float | None:
             if stream is not None and stream.duration and stream.time_base:
                 return float(stream.duration * stream.time_base)
     except (av.error.FFmpegError, OSError, ValueError, StopIteration):
+        return None
+    return None
+
+
+# A data size a writer leaves when it never learnt the length (streaming to a pipe): no statement at all.
+_UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)
+
+
+def _wav_header_seconds(path: str) -> float | None:
+    """What a RIFF/WAVE header states: its data chunk's size over its byte rate; ``None`` if not a WAV or unsaid.
+
+    FFmpeg reports a WAV's duration from the bytes actually there, so a truncated file would pass for a
+    complete shorter one. Read by hand rather than with ``wave``, which refuses the µ-law and A-law WAVs
+    phone systems write.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            riff = handle.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:] != b"WAVE":
+                return None  # RF64 and other containers: PyAV's answer
+            byte_rate = 0
+            while len(header := handle.read(8)) == 8:  # chunks: "fmt ", then perhaps "LIST", "fact"..., "data"
+                chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+                padded = size + size % 2
+                if chunk == b"data":
+                    return size / byte_rate if byte_rate and size not in _UNKNOWN_WAV_SIZES else None
+                if chunk == b"fmt ":
+                    fmt = handle.read(padded)
+                    byte_rate = struct.unpack("<I", fmt[8:12])[0] if len(fmt) >= 12 else 0
+                else:
+                    handle.seek(padded, os.SEEK_CUR)
+    except OSError:
         return None
     return None
 

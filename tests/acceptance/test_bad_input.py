@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from speech import SENTENCES, conversation, speak, write_audio
+from speech import SENTENCES, conversation, long_speech, speak, write_audio
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +28,12 @@ def video_without_audio(path: Path) -> Path:
     return path
 
 
-def test_bad_files_fail_once_with_a_clear_cause(pipeline) -> None:
+def test_bad_files_fail_once_with_a_clear_cause(pipeline, tmp_path: Path) -> None:
     inbox = pipeline.watch_dir
+    # A WAV cut short (a copy that broke off): its header still states the whole call.
+    call = long_speech(170)
+    whole = write_audio(tmp_path / "cut off.wav", call)
+    (inbox / "cut off.wav").write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.4)])
     (inbox / "zero bytes.m4a").write_bytes(b"")
     (inbox / "notes.mp3").write_text("This is a text file, not audio.\n" * 50)
     (inbox / "random.m4a").write_bytes(os.urandom(20000))
@@ -38,7 +43,7 @@ def test_bad_files_fail_once_with_a_clear_cause(pipeline) -> None:
     pipeline.start("worker", "--pool=solo")
     pipeline.start("beat")
     pipeline.start("watch")
-    pipeline.wait_for("six files", lambda: pipeline.all_settled(6))
+    pipeline.wait_for("seven files", lambda: pipeline.all_settled(7))
     status = pipeline.statuses()
 
     def failed_with(name: str, prefix: str) -> None:
@@ -52,10 +57,14 @@ def test_bad_files_fail_once_with_a_clear_cause(pipeline) -> None:
     failed_with("random.m4a", "Unreadable audio: ")
     failed_with("screen capture.mp4", "Unreadable audio: the file has no audio track")
     failed_with("random.m4a", "Unreadable audio: Invalid data found when processing input")
+    failed_with("cut off.wav", "Incomplete decode: ")  # not a 1-minute transcript of a 3-minute call
+    got, stated = re.match(r"Incomplete decode: got ([\d.]+) of ([\d.]+) min", status["cut off.wav"][2]).groups()
+    assert float(stated) == pytest.approx(len(call) / 16000 / 60, abs=0.05)
+    assert float(got) == pytest.approx(0.4 * float(stated), abs=0.1)
     assert status["tiny clip.m4a"][:3] == ("completed", 0, None)  # too short to say much, but not an error
     assert status["good call.m4a"][0] == "completed" and "quarterly invoice" in status["good call.m4a"][3].lower()
     # One run each: a file that can never decode is not retried.
-    assert pipeline.query("SELECT count(*) FROM attempts")[0][0] == 6
+    assert pipeline.query("SELECT count(*) FROM attempts")[0][0] == 7
 
 
 def test_odd_names_and_deep_folders_are_transcribed_like_any_other(pipeline) -> None:

@@ -110,13 +110,16 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def shared_audio() -> Path:
-    """Recorded human speech in ``../shared/audio`` (beside the checkout; not copied into the project)."""
-    candidates = [
-        os.environ.get("TRANSCRIBER_SHARED_AUDIO", ""),
-        str(Path(__file__).resolve().parents[2] / "shared" / "audio"),
-        "/work/shared/audio",  # where a clone elsewhere on the development machine finds it
-    ]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "jfk.flac").is_file():
-            return Path(candidate)
-    pytest.fail(f"shared test audio not found; looked in {[c for c in candidates if c]}")
+    """Recorded human speech: ``TRANSCRIBER_SHARED_AUDIO``, else ``shared/audio`` beside the checkout (as in CI).
+
+    Never a path of one machine. When the variable is set only it counts: a wrong value fails, it does not fall back.
+    """
+    configured = os.environ.get("TRANSCRIBER_SHARED_AUDIO", "")
+    folder = Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared" / "audio"
+    if not (folder / "jfk.flac").is_file():
+        where = f"TRANSCRIBER_SHARED_AUDIO={configured}" if configured else "shared/ beside the checkout"
+        pytest.fail(
+            f"shared test audio not found: no {folder / 'jfk.flac'} ({where}); put a copy of shared/ beside the"
+            " checkout or set TRANSCRIBER_SHARED_AUDIO=/path/to/shared/audio"
+        )
+    return folder

@@ -15,9 +15,11 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from transcriber.errors import PermanentError, RetryableError
+from transcriber.segments import Segment
 
 
 def main() -> None:
@@ -102,8 +104,17 @@ def _transcriber(model: Any, options: dict[str, Any]) -> tuple[Any, dict[str, An
 SPLIT_WINDOW_SECONDS = 600.0  # two-channel calls are transcribed side by side in windows of this size
 
 
+Send = Callable[[dict[str, Any]], None]
+
+
 def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
+    """Answer one request; every reply carries the request's id (the parent drops any other)."""
     from transcriber.audio import SAMPLE_RATE, check_complete, decode_sides, probe_duration
+
+    request_id = request.get("id")
+
+    def send(message: dict[str, Any]) -> None:
+        _send(out, {**message, "id": request_id})
 
     try:
         options = dict(request["options"])
@@ -111,26 +122,34 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
         sides = decode_sides(request["path"], options.pop("channels", "auto"))
         duration = sides[0].shape[0] / SAMPLE_RATE
         check_complete(duration, probe_duration(request["path"]))
-        _send(out, {"type": "info", "duration": duration, "channels": len(sides)})
+        send({"type": "info", "duration": duration, "channels": len(sides)})
         offset = float(request.get("start") or 0.0)
         if len(sides) == 1:
-            summary = _transcribe_side(out, model, sides[0], offset, duration, options, None)
+            summary = _transcribe_side(send, model, sides[0], offset, options, None)
         else:
-            summary = _transcribe_sides(out, model, sides, offset, duration, options, speakers)
-        _send(out, {"type": "done", **summary, "rss_mb": _rss_mb()})
+            summary = _transcribe_sides(send, model, sides, offset, duration, options, speakers)
+        send({"type": "done", **summary, "rss_mb": _rss_mb()})
     except PermanentError as exc:
-        _send(out, {"type": "error", "kind": "permanent", "message": str(exc)})
+        send({"type": "error", "kind": "permanent", "message": str(exc)})
     except RetryableError as exc:
-        _send(out, {"type": "error", "kind": "retryable", "message": str(exc)})
+        send({"type": "error", "kind": "retryable", "message": str(exc)})
     except MemoryError:
-        _send(out, {"type": "error", "kind": "retryable", "message": "Out of memory in the model process"})
+        send({"type": "error", "kind": "retryable", "message": "Out of memory in the model process"})
     except Exception as exc:  # keep the root cause; the parent decides
-        _send(out, {"type": "error", "kind": "retryable", "message": f"{type(exc).__name__}: {exc}"})
+        send({"type": "error", "kind": "retryable", "message": f"{type(exc).__name__}: {exc}"})
+
+
+def _segment(seg: Any, offset: float, speaker: str | None, keep_words: bool) -> Segment:
+    """faster-whisper's segment as ours, in the whole file's time."""
+    words = None
+    if keep_words and seg.words:
+        words = tuple((offset + w.start, offset + w.end, w.word, round(w.probability, 3)) for w in seg.words)
+    return Segment(offset + seg.start, offset + seg.end, seg.text, speaker, seg.avg_logprob, seg.no_speech_prob, words)
 
 
 def _decode_segments(
     model: Any, samples: Any, begin: float, end: float, options: dict[str, Any], speaker: str | None
-) -> tuple[list[dict[str, Any]], Any]:
+) -> tuple[list[Segment], Any]:
     """Segments of ``samples[begin:end]`` (seconds), with timestamps in the whole file's time."""
     from transcriber.audio import SAMPLE_RATE
     from transcriber.quality import drop_repeats
@@ -141,27 +160,13 @@ def _decode_segments(
     keep_words = bool(options.get("word_timestamps"))
     transcribe, call_options = _transcriber(model, options)
     segments, info = transcribe(piece, **call_options)
-    produced = [
-        {
-            "type": "segment",
-            "start": begin + seg.start,
-            "end": begin + seg.end,
-            "text": seg.text,
-            "speaker": speaker,
-            "avg_logprob": seg.avg_logprob,
-            "no_speech_prob": seg.no_speech_prob,
-            "words": [[begin + w.start, begin + w.end, w.word, round(w.probability, 3)] for w in seg.words]
-            if keep_words and seg.words
-            else None,
-        }
-        for seg in segments
-    ]
-    keep = drop_repeats([p["text"] for p in produced])
+    produced = [_segment(seg, begin, speaker, keep_words) for seg in segments]
+    keep = drop_repeats([p.text for p in produced])
     return [p for p, k in zip(produced, keep, strict=True) if k], info
 
 
 def _transcribe_side(
-    out: IO[str], model: Any, samples: Any, offset: float, duration: float, options: dict[str, Any], speaker: str | None
+    send: Send, model: Any, samples: Any, offset: float, options: dict[str, Any], speaker: str | None
 ) -> dict[str, Any]:
     """One channel (or the mix), its segments streamed as they come so progress is saved as it goes."""
     from transcriber.audio import SAMPLE_RATE
@@ -178,17 +183,7 @@ def _transcribe_side(
         recent = (recent + [seg.text])[-3:]
         if not drop_repeats(recent)[-1]:
             continue  # the same words a third time in a row: a loop, not speech
-        words = None
-        if keep_words and seg.words:
-            words = [[offset + w.start, offset + w.end, w.word, round(w.probability, 3)] for w in seg.words]
-        _send(
-            out,
-            {
-                "type": "segment", "start": offset + seg.start, "end": offset + seg.end, "text": seg.text,
-                "speaker": speaker, "avg_logprob": seg.avg_logprob, "no_speech_prob": seg.no_speech_prob,
-                "words": words,
-            },
-        )  # fmt: skip
+        send({"type": "segment", **_segment(seg, offset, speaker, keep_words).to_wire()})
     return {
         "language": info.language,
         "language_probability": info.language_probability,
@@ -197,7 +192,7 @@ def _transcribe_side(
 
 
 def _transcribe_sides(
-    out: IO[str],
+    send: Send,
     model: Any,
     sides: list[Any],
     offset: float,
@@ -211,15 +206,15 @@ def _transcribe_sides(
     begin = offset
     while begin < duration - 0.1:
         end = _quiet_point(sides, begin + SPLIT_WINDOW_SECONDS) if begin + SPLIT_WINDOW_SECONDS < duration else duration
-        merged: list[dict[str, Any]] = []
+        merged: list[Segment] = []
         for samples, speaker in zip(sides, speakers, strict=False):
             segments, info = _decode_segments(model, samples, begin, end, options, speaker)
             merged.extend(segments)
             if info is not None:
                 languages.append((info.language_probability, info.language))
                 speech += getattr(info, "duration_after_vad", 0.0) or 0.0
-        for segment in sorted(merged, key=lambda s: (s["start"], s["end"])):
-            _send(out, segment)
+        for segment in sorted(merged, key=lambda s: (s.start, s.end)):
+            send({"type": "segment", **segment.to_wire()})
         begin = end
     best = max(languages) if languages else (None, None)
     return {"language": best[1], "language_probability": best[0], "speech_seconds": speech}

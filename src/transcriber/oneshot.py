@@ -10,7 +10,8 @@ from typing import TextIO
 
 from transcriber.audio import check_readable
 from transcriber.outputs import TranscriptDoc, write_outputs
-from transcriber.runner import Done, Info, Request, SegmentEvent, SupervisedModel, decode_options, model_config_for
+from transcriber.runner import Done, Info, Request, SupervisedModel, decode_options, model_config_for
+from transcriber.segments import Segment
 from transcriber.settings import Settings
 
 
@@ -48,15 +49,15 @@ def transcribe_file(
     stream = progress if progress is not None else sys.stderr
     show = stream.isatty()
     runner = SupervisedModel(model_config_for(settings))
-    segments: list[tuple[float, float, str, str | None, list[list[object]] | None]] = []
+    segments: list[Segment] = []
     duration: float | None = None
     language: str | None = None
     try:
-        for event in runner.transcribe(Request(str(path), 0.0, decode_options(settings)), time_limit=None):
+        for event in runner.transcribe(Request(str(path), 0.0, decode_options(settings)), deadline=None):
             if isinstance(event, Info):
                 duration = event.duration
-            elif isinstance(event, SegmentEvent):
-                segments.append((event.start, event.end, event.text, event.speaker, event.words))
+            elif isinstance(event, Segment):
+                segments.append(event)
                 if show:
                     stream.write("\r" + progress_line(event.end, duration))
                     stream.flush()
@@ -69,9 +70,4 @@ def transcribe_file(
     doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model)
     stem = (output_dir or path.parent) / path.stem
     files = write_outputs(doc, stem, formats)
-    lines = doc.lines()
-    if any(line.speaker for line in lines):
-        text = "\n".join(f"{line.speaker}: {line.text}" for line in lines)
-    else:
-        text = " ".join(line.text for line in lines)
-    return OneShotResult(text, language, duration, files)
+    return OneShotResult(doc.text, language, duration, files)

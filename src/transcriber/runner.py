@@ -17,12 +17,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from transcriber.errors import AttemptTimeout, ModelNotFound, PermanentError, RetryableError, WorkerLost
 from transcriber.model_store import resolve_model
+from transcriber.segments import Segment
 from transcriber.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,17 +96,6 @@ class Info:
 
 
 @dataclass(frozen=True)
-class SegmentEvent:
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
-    avg_logprob: float | None = None
-    no_speech_prob: float | None = None
-    words: list[list[Any]] | None = None
-
-
-@dataclass(frozen=True)
 class Done:
     language: str | None
     language_probability: float | None
@@ -117,7 +108,8 @@ class Tick:
     """Nothing new for a while: a chance to heartbeat."""
 
 
-Event = Info | SegmentEvent | Done | Tick
+Event = Info | Segment | Done | Tick
+Events = Generator[Event, None, None]
 
 
 @dataclass(frozen=True)
@@ -127,12 +119,50 @@ class Request:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class Runner(Protocol):
-    """What the worker needs of a model runner."""
+class Deadline:
+    """When an attempt must end, derived in one place from its time limit and the audio's duration.
 
-    def transcribe(
-        self, request: Request, *, time_limit: float | None, extend_limit: Any = None, tick: float = 5.0
-    ) -> Iterator[Event]: ...
+    ``limit_for(duration)`` is the attempt's limit in seconds (``None``: no limit); the
+    clock starts when the deadline is made (the claim). ``plan`` recomputes it once the
+    model process has measured the duration (duration-aware limits).
+    """
+
+    def __init__(
+        self,
+        limit_for: Callable[[float | None], float | None],
+        duration: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limit_for = limit_for
+        self._clock = clock
+        self.began = clock()
+        self.seconds = limit_for(duration)
+
+    def plan(self, duration: float | None) -> float | None:
+        """The limit for audio of ``duration`` seconds, from now on; returns it."""
+        self.seconds = self._limit_for(duration) or self.seconds
+        return self.seconds
+
+    def remaining(self) -> float | None:
+        return None if self.seconds is None else self.began + self.seconds - self._clock()
+
+    def expired(self) -> bool:
+        left = self.remaining()
+        return left is not None and left <= 0
+
+
+class Runner(Protocol):
+    """What the worker needs of a model runner.
+
+    ``transcribe`` yields the events of one request. A consumer that stops early must
+    close the iterator (``contextlib.closing``): the runner then ends that request
+    (kills its model process), so the next request never reads the old one's events.
+    """
+
+    def start(self) -> None:
+        """Load the model now (not counted in any attempt's time)."""
+
+    def transcribe(self, request: Request, *, deadline: Deadline | None, tick: float = 5.0) -> Events: ...
 
     def close(self) -> None: ...
 
@@ -141,9 +171,17 @@ class SupervisedModel:
     """Parent side of ``transcriber.model_process``."""
 
     def __init__(
-        self, config: ModelConfig, *, load_timeout: float = 900.0, max_tasks: int = 0, max_memory_mb: int = 0
+        self,
+        config: ModelConfig,
+        *,
+        load_timeout: float = 900.0,
+        max_tasks: int = 0,
+        max_memory_mb: int = 0,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.config = config
+        # The child's command line; tests put a stand-in speaking the same protocol here.
+        self.command = list(command or [sys.executable, "-m", "transcriber.model_process"])
         self.load_timeout = load_timeout
         self.max_tasks = max_tasks
         self.max_memory_mb = max_memory_mb
@@ -164,7 +202,7 @@ class SupervisedModel:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         creationflags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "transcriber.model_process"],
+            self.command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,
@@ -192,56 +230,61 @@ class SupervisedModel:
         self.tasks_served = 0
         log.info("model %s loaded in %.1fs (pid %s)", self.config.model, self.load_seconds, self._proc.pid)
 
-    def transcribe(
-        self, request: Request, *, time_limit: float | None, extend_limit: Any = None, tick: float = 5.0
-    ) -> Iterator[Event]:
-        """Yield events of one transcription; kill the child at the time limit.
+    def transcribe(self, request: Request, *, deadline: Deadline | None, tick: float = 5.0) -> Events:
+        """Yield events of one transcription; kill the child at the deadline.
 
-        ``extend_limit(duration)`` may return a longer limit once the audio's
-        duration is known (duration-aware limits). Raises ``AttemptTimeout``,
-        ``WorkerLost`` (the child died), ``PermanentError`` or ``RetryableError``.
+        Every request carries an id and replies for any other id are dropped. If the
+        request does not run to its ``done`` or ``error`` (the consumer stopped early,
+        closed the iterator, or anything raised), the child is killed in ``finally``:
+        it may still be talking about this request, and the next one must start clean.
+        Raises ``AttemptTimeout``, ``WorkerLost`` (the child died), ``PermanentError``
+        or ``RetryableError``.
         """
         self.start()
-        began = time.monotonic()
-        deadline = began + time_limit if time_limit else None
-        self._write({"type": "transcribe", "path": request.path, "start": request.start, "options": request.options})
-        while True:
-            wait_until = time.monotonic() + tick
-            if deadline is not None:
-                wait_until = min(wait_until, deadline)
-            message = self._next(wait_until)
-            if message is None:
-                if deadline is not None and time.monotonic() >= deadline:
-                    self.kill()
-                    raise AttemptTimeout(time_limit or 0)
-                yield Tick()
-                continue
-            if message is _EOF:
-                code = self._reap()
-                raise WorkerLost(f"Worker lost: model process exited with code {code}")
-            kind = message["type"]
-            if kind == "info":
-                if extend_limit is not None and time_limit:
-                    time_limit = extend_limit(message["duration"]) or time_limit
-                    deadline = began + time_limit
-                yield Info(float(message["duration"]), int(message.get("channels") or 1))
-            elif kind == "segment":
-                yield SegmentEvent(
-                    float(message["start"]), float(message["end"]), str(message["text"]), message.get("speaker"),
-                    message.get("avg_logprob"), message.get("no_speech_prob"), message.get("words"),
-                )  # fmt: skip
-            elif kind == "done":
-                done = Done(
-                    message.get("language"), message.get("language_probability"), message.get("rss_mb"),
-                    message.get("speech_seconds"),
-                )  # fmt: skip
-                self._recycle_if_due(done.rss_mb)
-                yield done
-                return
-            elif kind == "error":
-                if message["kind"] == "permanent":
-                    raise PermanentError(message["message"])
-                raise RetryableError(message["message"])
+        request_id = uuid.uuid4().hex
+        finished = False
+        try:
+            self._write({"type": "transcribe", "id": request_id, "path": request.path, "start": request.start,
+                         "options": request.options})  # fmt: skip
+            while True:
+                wait_until = time.monotonic() + tick
+                left = deadline.remaining() if deadline is not None else None
+                if left is not None:
+                    wait_until = min(wait_until, time.monotonic() + max(left, 0.0))
+                message = self._next(wait_until)
+                if message is None:
+                    if deadline is not None and deadline.expired():
+                        raise AttemptTimeout(deadline.seconds or 0)
+                    yield Tick()
+                    continue
+                if message is _EOF:
+                    code = self._reap()
+                    raise WorkerLost(f"Worker lost: model process exited with code {code}")
+                if message.get("id") != request_id:
+                    log.warning("dropped a model-process reply for another request (%s)", message.get("type"))
+                    continue
+                kind = message["type"]
+                if kind == "info":
+                    yield Info(float(message["duration"]), int(message.get("channels") or 1))
+                elif kind == "segment":
+                    yield Segment.from_wire(message)
+                elif kind == "done":
+                    finished = True
+                    done = Done(
+                        message.get("language"), message.get("language_probability"), message.get("rss_mb"),
+                        message.get("speech_seconds"),
+                    )  # fmt: skip
+                    self._recycle_if_due(done.rss_mb)
+                    yield done
+                    return
+                elif kind == "error":
+                    finished = True
+                    if message["kind"] == "permanent":
+                        raise PermanentError(message["message"])
+                    raise RetryableError(message["message"])
+        finally:
+            if not finished:
+                self.kill()  # it may still be working on this request: the next one starts with a fresh process
 
     def _recycle_if_due(self, rss_mb: float | None) -> None:
         """Long-lived model processes grow; start a fresh one after N tasks or above a memory mark."""

@@ -4,51 +4,56 @@
 database engine and the supervised model runner(s). ``run_attempt`` is the whole
 attempt: claim, transcribe with heartbeats and saved progress, write outputs,
 complete or fail. It knows nothing of Celery; the task is a thin shell around it.
+
+Its outermost frame is the boundary: whatever exception ends an attempt becomes
+that attempt's outcome (``type: message``) in ``attempts`` and ``recordings``,
+retried under the policy, so the database always says why.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import logging
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
-from transcriber.audio import (
-    FileState,
-    check_inside,
-    check_same_audio,
-    check_unchanged_since,
-)
+from transcriber.audio import FileState, check_inside, check_same_audio, check_unchanged_since
 from transcriber.db import describe_error, make_engine, make_session_factory, transaction
-from transcriber.errors import Interrupted, LeaseLost, RetryableError, TranscriberError
+from transcriber.errors import Interrupted, LeaseLost, PermanentError, RetryableError, TranscriberError
 from transcriber.outputs import output_stem, write_outputs
+from transcriber.redact import redact_text
 from transcriber.retry import effective_time_limit
 from transcriber.runner import (
+    Deadline,
     Done,
     Info,
     Request,
     Runner,
-    SegmentEvent,
     SupervisedModel,
     decode_options,
     model_config_for,
 )
+from transcriber.segments import Segment
 from transcriber.settings import Settings
 from transcriber.tables import AttemptOutcome, Recording, utcnow
-from transcriber.transcripts import load_document
+from transcriber.transcripts import document, load_segments
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -115,6 +120,27 @@ class AttemptReport:
         return f"{text}: {self.error}" if self.error else text
 
 
+def as_attempt_error(exc: BaseException) -> TranscriberError:
+    """Any exception that ended an attempt, as the error it is recorded with (pure).
+
+    Our own errors carry their decision. The database going away and I/O errors may
+    pass; a name the file system refuses cannot. Anything else is unexpected: it keeps
+    its type and first line, and is retried under the policy.
+    """
+    if isinstance(exc, TranscriberError):
+        return exc
+    if isinstance(exc, OperationalError):
+        return RetryableError(f"Database error: {describe_error(exc)}")
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENAMETOOLONG:
+            return PermanentError(f"File name too long for this file system: {exc.filename or exc}")
+        return RetryableError(f"I/O error: {exc}")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, Exception) and hasattr(exc, "orig"):  # an SQLAlchemy error: the driver's words
+        lines = [describe_error(exc)]
+    return RetryableError(redact_text(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__))
+
+
 def run_attempt(
     ctx: WorkerContext,
     recording_id: uuid.UUID,
@@ -129,8 +155,7 @@ def run_attempt(
     already taken) is a logged no-op.
     """
     runner = ctx.runner()
-    if isinstance(runner, SupervisedModel):
-        runner.start()  # load before the claim: loading is not the recording's time
+    runner.start()  # load before the claim: loading is not the recording's time
     try:
         with transaction(ctx.sessions) as session:
             claim = lifecycle.claim_recording(
@@ -150,99 +175,160 @@ def run_attempt(
         return AttemptReport(recording_id, None, error=why)
     log.info("recording %s attempt %d: %s from %.1fs", recording_id, claim.attempt, claim.file_name, claim.resume_from)
     try:
-        before = _check_file(ctx, claim)
-        result = _transcribe(ctx, runner, claim, now, on_progress)
-        done = result.done
-        assert done is not None
-        check_unchanged_since(claim.file_path, before)
-        _write_files(ctx, claim, done.language, result.duration)
-        with transaction(ctx.sessions) as session:
-            lifecycle.complete_recording(
-                session, claim, now=now(), language=done.language, duration_seconds=result.duration,
-                language_probability=done.language_probability, speech_seconds=done.speech_seconds,
-                channels=result.channels,
-            )  # fmt: skip
-        log.info("recording %s completed", recording_id)
-        return AttemptReport(recording_id, AttemptOutcome.SUCCEEDED, "completed")
+        return _attempt(ctx, runner, claim, now, on_progress)
     except LeaseLost as exc:
-        log.warning("recording %s: %s; dropping this attempt's work", recording_id, exc)
-        return AttemptReport(recording_id, AttemptOutcome.LOST, None, str(exc))
+        return _abandon(ctx, claim, exc, now)
     except Interrupted:
-        reason = "Interrupted: the worker shut down; the next attempt resumes where this one stopped"
-        with transaction(ctx.sessions) as session:
-            lifecycle.release_claim(session, claim, now=now(), reason=reason)
-        log.warning("recording %s handed back to the queue: worker shutting down", recording_id)
-        return AttemptReport(recording_id, AttemptOutcome.LOST, "queued", reason)
-    except TranscriberError as exc:
-        return _fail(ctx, claim, exc, now)
-    except OperationalError as exc:  # the database went away mid-attempt
-        return _fail(ctx, claim, RetryableError(f"Database error: {describe_error(exc)}"), now)
-    except OSError as exc:
-        return _fail(ctx, claim, RetryableError(f"I/O error: {exc}"), now)
+        return _release(ctx, claim, now)
+    except Exception as exc:  # the boundary: whatever ended the attempt is its recorded cause
+        return _fail(ctx, claim, as_attempt_error(exc), now)
+    except BaseException:  # a cold shutdown (SystemExit) mid-attempt: hand the recording back if we can
+        with contextlib.suppress(Exception):
+            _release(ctx, claim, now)
+        raise
 
 
-def _check_file(ctx: WorkerContext, claim: lifecycle.Claim) -> FileState:
-    """The file is under WATCH_DIR and still holds the audio that was registered."""
+def _attempt(
+    ctx: WorkerContext,
+    runner: Runner,
+    claim: lifecycle.Claim,
+    now: Callable[[], datetime],
+    on_progress: Callable[[float, float | None], None] | None,
+) -> AttemptReport:
     check_inside(claim.file_path, ctx.settings.watch_dir)
-    return check_same_audio(claim.file_path, size=claim.file_size, content_key=claim.content_sha256)
+    before = check_same_audio(claim.file_path, size=claim.file_size, content_key=claim.content_sha256)
+    progress = _transcribe(ctx, runner, claim, now, on_progress)
+    _complete(ctx, claim, progress, before, now)
+    log.info("recording %s completed", claim.recording_id)
+    return AttemptReport(claim.recording_id, AttemptOutcome.SUCCEEDED, "completed")
+
+
+def persist(ctx: WorkerContext, what: str, write: Callable[[Session], T]) -> T:
+    """Run ``write`` in one transaction, retrying while the database is unreachable.
+
+    A finished call's last segments, its completion and a failure's cause exist only
+    in this process until they are written: they wait out a database restart (up to
+    STUCK_TIMEOUT_SECONDS, the time after which the rescue would take the recording
+    anyway) instead of being lost with the attempt.
+    """
+    give_up = time.monotonic() + ctx.settings.stuck_timeout_seconds
+    delay = 0.5
+    while True:
+        try:
+            with transaction(ctx.sessions) as session:
+                return write(session)
+        except OperationalError as exc:
+            if time.monotonic() + delay > give_up or ctx.stopping.is_set():
+                raise
+            log.warning("%s: database unavailable (%s); trying again in %.1fs", what, describe_error(exc), delay)
+            ctx.stopping.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _complete(
+    ctx: WorkerContext,
+    claim: lifecycle.Claim,
+    progress: _Progress,
+    before: FileState,
+    now: Callable[[], datetime],
+) -> None:
+    """Save the last segments, write the files and mark the recording completed, from one read of its segments."""
+    settings, done = ctx.settings, progress.done
+    assert done is not None
+    persist(ctx, f"recording {claim.recording_id}: saving the last segments", progress.save)
+    progress.saved()
+    check_unchanged_since(claim.file_path, before)
+
+    def write(session: Session) -> None:
+        lifecycle.save_progress(
+            session, claim, now=now(), first_idx=progress.next_idx, segments=[], progress_seconds=progress.audio_done
+        )  # fenced: the row is ours until commit
+        segments = load_segments(session, claim.recording_id)
+        recording = session.get(Recording, claim.recording_id)
+        assert recording is not None
+        if settings.formats:
+            doc = document(recording, segments, model=settings.whisper_model, language=done.language,
+                           duration=progress.duration)  # fmt: skip
+            write_outputs(doc, output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path),
+                          settings.formats)  # fmt: skip
+        lifecycle.complete_recording(
+            session, claim, now=now(), segments=segments, language=done.language,
+            duration_seconds=progress.duration, language_probability=done.language_probability,
+            speech_seconds=done.speech_seconds, channels=progress.channels,
+        )  # fmt: skip
+
+    persist(ctx, f"recording {claim.recording_id}: completing", write)
 
 
 def _fail(
-    ctx: WorkerContext, claim: lifecycle.Claim, error: BaseException, now: Callable[[], datetime]
+    ctx: WorkerContext, claim: lifecycle.Claim, error: TranscriberError, now: Callable[[], datetime]
 ) -> AttemptReport:
     log.warning("recording %s attempt %d failed: %s", claim.recording_id, claim.attempt, error)
+    policy = lifecycle.RetryPolicy.from_settings(ctx.settings)
     try:
-        with transaction(ctx.sessions) as session:
-            status = lifecycle.fail_attempt(
-                session, claim, error=error, now=now(), policy=lifecycle.RetryPolicy.from_settings(ctx.settings)
-            )
+        status = persist(
+            ctx,
+            f"recording {claim.recording_id}: recording the failure",
+            lambda session: lifecycle.fail_attempt(session, claim, error=error, now=now(), policy=policy),
+        )
     except LeaseLost as exc:
-        log.warning("recording %s: %s", claim.recording_id, exc)
-        return AttemptReport(claim.recording_id, AttemptOutcome.LOST, None, str(exc))
+        return _abandon(ctx, claim, exc, now)
     return AttemptReport(claim.recording_id, lifecycle.outcome_for(error), status.value, str(error))
 
 
+def _abandon(ctx: WorkerContext, claim: lifecycle.Claim, exc: LeaseLost, now: Callable[[], datetime]) -> AttemptReport:
+    """The recording was taken from this attempt (skip, reset, SQL, rescue): close the attempt, write nothing else."""
+    reason = str(exc)
+    with contextlib.suppress(OperationalError):  # the rescue closes it too if the database is away now
+        reason = persist(ctx, "closing a lost attempt", lambda s: lifecycle.abandon_attempt(s, claim, now=now()))
+    log.warning("recording %s: %s; this attempt's work is dropped", claim.recording_id, reason)
+    return AttemptReport(claim.recording_id, AttemptOutcome.LOST, None, reason)
+
+
+def _release(ctx: WorkerContext, claim: lifecycle.Claim, now: Callable[[], datetime]) -> AttemptReport:
+    reason = "Interrupted: the worker shut down; the next attempt resumes where this one stopped"
+    try:
+        with transaction(ctx.sessions) as session:
+            lifecycle.release_claim(session, claim, now=now(), reason=reason)
+    except LeaseLost as exc:
+        return _abandon(ctx, claim, exc, now)
+    log.warning("recording %s handed back to the queue: worker shutting down", claim.recording_id)
+    return AttemptReport(claim.recording_id, AttemptOutcome.LOST, "queued", reason)
+
+
 class _Progress:
-    """Segments produced but not yet saved, flushed with each heartbeat (fenced)."""
+    """What the attempt has heard but not yet saved, written with each heartbeat (fenced)."""
 
     def __init__(
         self,
         ctx: WorkerContext,
         claim: lifecycle.Claim,
+        deadline: Deadline,
         now: Callable[[], datetime],
         on_progress: Callable[[float, float | None], None] | None,
     ) -> None:
-        self.ctx, self.claim, self.now, self.on_progress = ctx, claim, now, on_progress
-        self.pending: list[lifecycle.SegmentData] = []
+        self.ctx, self.claim, self.deadline, self.now, self.on_progress = ctx, claim, deadline, now, on_progress
+        self.pending: list[Segment] = []
         self.next_idx = claim.next_segment_idx
         self.audio_done = claim.resume_from
         self.duration = claim.duration_seconds
         self.channels = 1
+        self.plan_unsaved = True  # the duration and limit go on the rows with the next heartbeat
         self.done: Done | None = None
         self.last_flush = time.monotonic()
 
-    def on_event(self, event: object, limit_for: Callable[[float | None], float | None]) -> bool:
+    def on_event(self, event: object) -> bool:
         """Take one runner event; True when the transcription is done."""
         if isinstance(event, Info):
-            self.duration = event.duration
-            self.channels = event.channels
-            with transaction(self.ctx.sessions) as session:
-                lifecycle.set_attempt_plan(
-                    session, self.claim, duration_seconds=event.duration, time_limit=limit_for(event.duration)
-                )
-        elif isinstance(event, SegmentEvent):
-            words = json.dumps(event.words) if event.words else None
-            self.pending.append(
-                lifecycle.SegmentData(
-                    event.start, event.end, event.text, event.speaker, event.avg_logprob, event.no_speech_prob, words
-                )
-            )
+            self.duration, self.channels = event.duration, event.channels
+            self.deadline.plan(event.duration)
+            self.plan_unsaved = True
+            self.flush()
+        elif isinstance(event, Segment):
+            self.pending.append(event)
             self.audio_done = max(self.audio_done, event.end)
         elif isinstance(event, Done):
             self.audio_done = self.duration or self.audio_done
-            self.flush()
-            if self.pending:
-                raise RetryableError("Database error: could not save the final segments")
             self.done = event
             return True
         return False
@@ -250,26 +336,36 @@ class _Progress:
     def due(self) -> bool:
         return time.monotonic() - self.last_flush >= self.ctx.settings.heartbeat_seconds
 
-    def flush(self) -> None:
-        """Heartbeat and save; a database hiccup keeps the segments for the next try."""
-        try:
-            with transaction(self.ctx.sessions) as session:
-                lifecycle.save_progress(
-                    session,
-                    self.claim,
-                    now=self.now(),
-                    first_idx=self.next_idx,
-                    segments=self.pending,
-                    progress_seconds=self.audio_done,
-                )
-        except OperationalError as exc:
-            log.warning("heartbeat for %s failed, will retry: %s", self.claim.recording_id, describe_error(exc))
-            return
+    def save(self, session: Session) -> None:
+        """Heartbeat, and save the plan and the segments heard since the last save (fenced)."""
+        if self.plan_unsaved:
+            lifecycle.set_attempt_plan(session, self.claim, duration_seconds=self.duration,
+                                       time_limit=self.deadline.seconds)  # fmt: skip
+        lifecycle.save_progress(session, self.claim, now=self.now(), first_idx=self.next_idx, segments=self.pending,
+                                progress_seconds=self.audio_done)  # fmt: skip
+
+    def saved(self) -> None:
+        """Call once the transaction of ``save`` has committed."""
         self.next_idx += len(self.pending)
         self.pending = []
+        self.plan_unsaved = False
         self.last_flush = time.monotonic()
         if self.on_progress is not None:
-            self.on_progress(self.audio_done, self.duration)
+            try:
+                self.on_progress(self.audio_done, self.duration)
+            except Exception as exc:  # progress is for people watching; a broker blip must not end the attempt
+                log.warning("could not report progress of %s: %s", self.claim.recording_id, type(exc).__name__)
+
+    def flush(self) -> None:
+        """A heartbeat; a database hiccup keeps what is pending for the next one."""
+        try:
+            with transaction(self.ctx.sessions) as session:
+                self.save(session)
+        except OperationalError as exc:
+            log.warning("heartbeat for %s failed, will retry: %s", self.claim.recording_id, describe_error(exc))
+            self.last_flush = time.monotonic()
+            return
+        self.saved()
 
 
 def _transcribe(
@@ -284,45 +380,23 @@ def _transcribe(
     def limit_for(duration: float | None) -> float | None:
         return effective_time_limit(settings.task_timeout_seconds, settings.task_timeout_realtime_factor, duration)
 
-    with transaction(ctx.sessions) as session:  # the limit is on the attempt row from its first second
-        lifecycle.set_attempt_plan(
-            session, claim, duration_seconds=claim.duration_seconds, time_limit=limit_for(claim.duration_seconds)
-        )
-    progress = _Progress(ctx, claim, now, on_progress)
+    deadline = Deadline(limit_for, claim.duration_seconds)
+    progress = _Progress(ctx, claim, deadline, now, on_progress)
+    progress.flush()  # the limit is on the attempt row from its first second
     request = Request(claim.file_path, claim.resume_from, decode_options(settings))
-    events = runner.transcribe(
-        request, time_limit=limit_for(claim.duration_seconds), extend_limit=limit_for, tick=settings.heartbeat_seconds
-    )
     try:
-        for event in events:
-            if progress.on_event(event, limit_for):
-                return progress
-            if progress.due():
-                progress.flush()
-            if ctx.stopping.is_set():
-                raise Interrupted()
-    except (LeaseLost, Interrupted) as exc:
-        if isinstance(runner, SupervisedModel):
-            runner.kill()  # it is still working for an attempt that no longer exists
-        if isinstance(exc, Interrupted) and progress.pending:
-            progress.flush()
-        raise
-    except RetryableError:
+        with contextlib.closing(
+            runner.transcribe(request, deadline=deadline, tick=settings.heartbeat_seconds)
+        ) as events:
+            for event in events:
+                if progress.on_event(event):
+                    return progress
+                if progress.due():
+                    progress.flush()
+                if ctx.stopping.is_set():
+                    raise Interrupted()
+    except (RetryableError, Interrupted):
         if progress.pending:
-            progress.flush()  # keep what this attempt did: the retry resumes after it
+            progress.flush()  # keep what this attempt heard: the next attempt resumes after it
         raise
     raise RetryableError("model process ended the transcription without a result")
-
-
-def _write_files(ctx: WorkerContext, claim: lifecycle.Claim, language: str | None, duration: float | None) -> None:
-    """Write the output files before the recording is marked completed (a failure here is retried)."""
-    settings = ctx.settings
-    if not settings.formats:
-        return
-    with ctx.sessions() as session:
-        recording = session.get(Recording, claim.recording_id)
-        assert recording is not None
-        doc = replace(load_document(session, recording, model=settings.whisper_model), language=language,
-                      duration=duration)  # fmt: skip
-    stem = output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path)
-    write_outputs(doc, stem, settings.formats)

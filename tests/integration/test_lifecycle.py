@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from transcriber import lifecycle
 from transcriber.db import transaction
 from transcriber.errors import AttemptTimeout, LeaseLost, PermanentError, WorkerLost
-from transcriber.tables import Attempt, Recording, Segment
+from transcriber.segments import Segment
+from transcriber.tables import Attempt, Recording
+from transcriber.tables import Segment as SegmentRow
+from transcriber.transcripts import load_segments
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 POLICY = lifecycle.RetryPolicy(max_retries=3, backoff_base=10, backoff_cap=600)
@@ -74,10 +77,17 @@ def test_claim_is_compare_and_set(sessions: sessionmaker[Session]) -> None:
 def test_success_stores_transcript_and_closes_attempt(sessions: sessionmaker[Session]) -> None:
     rid = register(sessions)
     c = claim(sessions, rid)
-    segs = [lifecycle.SegmentData(0.0, 2.0, " Hello there."), lifecycle.SegmentData(2.0, 4.5, " Goodbye.")]
+    segs = [Segment(0.0, 2.0, " Hello there."), Segment(2.0, 4.5, " Goodbye.")]
     with transaction(sessions) as s:
         lifecycle.save_progress(s, c, now=T0, first_idx=0, segments=segs, progress_seconds=4.5)
-        lifecycle.complete_recording(s, c, now=T0 + timedelta(seconds=5), language="en", duration_seconds=4.5)
+        lifecycle.complete_recording(
+            s,
+            c,
+            segments=load_segments(s, c.recording_id),
+            now=T0 + timedelta(seconds=5),
+            language="en",
+            duration_seconds=4.5,
+        )
     rec = get(sessions, rid)
     assert (rec.status, rec.transcript, rec.language, rec.duration_seconds) == (
         "completed",
@@ -140,7 +150,9 @@ def test_rescue_requeues_silent_work_and_fences_the_old_attempt(sessions: sessio
     with pytest.raises(LeaseLost), transaction(sessions) as s:
         lifecycle.save_progress(s, old, now=later, first_idx=0, segments=[], progress_seconds=1.0)
     with pytest.raises(LeaseLost), transaction(sessions) as s:
-        lifecycle.complete_recording(s, old, now=later, language="en", duration_seconds=1.0)
+        lifecycle.complete_recording(
+            s, old, segments=load_segments(s, old.recording_id), now=later, language="en", duration_seconds=1.0
+        )
     assert get(sessions, rid).status == "queued"
 
 
@@ -197,17 +209,15 @@ def test_resume_after_an_interrupted_attempt(sessions: sessionmaker[Session]) ->
     rid = register(sessions)
     first = claim(sessions, rid)
     with transaction(sessions) as s:
-        lifecycle.save_progress(
-            s, first, now=T0, first_idx=0, segments=[lifecycle.SegmentData(0, 30, "one")], progress_seconds=30
-        )
+        lifecycle.save_progress(s, first, now=T0, first_idx=0, segments=[Segment(0, 30, "one")], progress_seconds=30)
         lifecycle.fail_attempt(s, first, error=WorkerLost("Worker lost: model process exited"), now=T0, policy=POLICY)
     second = claim(sessions, rid, now=T0 + timedelta(hours=1))
     assert (second.resume_from, second.next_segment_idx) == (30.0, 1)
     with transaction(sessions) as s:
-        lifecycle.save_progress(
-            s, second, now=T0, first_idx=1, segments=[lifecycle.SegmentData(30, 60, "two")], progress_seconds=60
+        lifecycle.save_progress(s, second, now=T0, first_idx=1, segments=[Segment(30, 60, "two")], progress_seconds=60)
+        lifecycle.complete_recording(
+            s, second, segments=load_segments(s, second.recording_id), now=T0, language="en", duration_seconds=60
         )
-        lifecycle.complete_recording(s, second, now=T0, language="en", duration_seconds=60)
     assert get(sessions, rid).transcript == "one two"
     assert [(a.outcome, a.audio_start_seconds) for a in attempts(sessions, rid)] == [("lost", 0.0), ("succeeded", 30.0)]
     # An operator re-queues the finished recording: it is transcribed again from the start.
@@ -216,7 +226,7 @@ def test_resume_after_an_interrupted_attempt(sessions: sessionmaker[Session]) ->
     third = claim(sessions, rid, now=T0 + timedelta(hours=2))
     assert (third.resume_from, third.next_segment_idx) == (0.0, 0)
     with sessions() as s:
-        assert s.scalars(select(Segment).where(Segment.recording_id == rid)).all() == []
+        assert s.scalars(select(SegmentRow).where(SegmentRow.recording_id == rid)).all() == []
 
 
 def test_raw_sql_update_moves_updated_at(sessions: sessionmaker[Session]) -> None:

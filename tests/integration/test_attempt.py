@@ -1,0 +1,280 @@
+"""Every path of one attempt (``worker.run_attempt``) against real databases, with an in-memory model.
+
+``FakeRunner`` stands in for the model only; the claim, heartbeats, saved segments,
+output files, completion and failure are the real ones, on Postgres and SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from transcriber import lifecycle
+from transcriber.audio import sha256_of
+from transcriber.db import make_engine, make_session_factory, transaction
+from transcriber.errors import AttemptTimeout, PermanentError, WorkerLost
+from transcriber.runner import Done, Info
+from transcriber.segments import Segment
+from transcriber.settings import Settings, load_settings
+from transcriber.tables import utcnow
+from transcriber.testing import FakeRunner, Step, speech
+from transcriber.worker import WorkerContext, run_attempt
+
+
+class World:
+    """One worker context over a real database, a watched folder and a fake model."""
+
+    def __init__(self, tmp: Path, db_url: str) -> None:
+        self.inbox = tmp / "inbox"
+        self.out = tmp / "out"
+        self.inbox.mkdir()
+        self.settings: Settings = load_settings(
+            database_url=db_url, watch_dir=self.inbox, output_dir=self.out, heartbeat_seconds=0.001,
+            stuck_timeout_seconds=2, task_max_retries=2, retry_backoff_seconds=0, whisper_model="tiny.en",
+        )  # fmt: skip
+        self.engine = make_engine(db_url)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        self.runner = FakeRunner({})
+        self.ctx = WorkerContext(self.settings, self.engine, self.sessions, lambda: self.runner, name="test:1")
+
+    def add(self, name: str, script: list[Step], *, content: bytes | None = None) -> uuid.UUID:
+        """A file in the inbox, registered as a queued recording, with what the fake model will say of it."""
+        path = self.inbox / name
+        path.write_bytes(content or name.encode() * 50)
+        self.runner.scripts[str(path)] = script
+        with transaction(self.sessions) as s:
+            rec, _ = lifecycle.register_recording(
+                s, file_path=str(path), file_name=name, file_size=path.stat().st_size,
+                content_sha256=sha256_of(str(path)), now=utcnow(),
+            )  # fmt: skip
+            return rec.id
+
+    def run(self, rid: uuid.UUID, task_id: str | None = None) -> Any:
+        return run_attempt(self.ctx, rid, task_id=task_id or str(uuid.uuid4()))
+
+    def one(self, sql: str, **params: Any) -> Any:
+        with self.sessions() as s:
+            return s.execute(text(sql), params).one()
+
+    def all(self, sql: str, **params: Any) -> list[Any]:
+        with self.sessions() as s:
+            return list(s.execute(text(sql), params).all())
+
+    def key(self, rid: uuid.UUID) -> Any:
+        """A recording id as the database stores it (SQLite: 32 hex digits)."""
+        return rid.hex if self.engine.dialect.name == "sqlite" else rid
+
+    def sql(self, sql: str, **params: Any) -> None:
+        with transaction(self.sessions) as s:
+            s.execute(text(sql), params)
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str) -> Iterator[World]:
+    w = World(tmp_path, db_url)
+    yield w
+    w.engine.dispose()
+
+
+def recording(world: World, rid: uuid.UUID) -> Any:
+    return world.one(
+        "SELECT status, retry_count, error_message, transcript, duration_seconds FROM recordings WHERE id = :id",
+        id=world.key(rid),
+    )
+
+
+def runs(world: World, rid: uuid.UUID) -> list[tuple[str, str | None]]:
+    key = str(rid).replace("-", "") if world.engine.dialect.name == "sqlite" else rid
+    return [
+        (r[0], r[1])
+        for r in world.all(
+            "SELECT outcome, error_message FROM attempts WHERE recording_id = :id ORDER BY attempt", id=key
+        )
+    ]
+
+
+def test_success_saves_segments_files_and_transcript_from_one_read(world: World) -> None:
+    rid = world.add("call.m4a", speech(9.0, "Good morning.", "My account number is four two.", "Bye."))
+    report = world.run(rid)
+    assert report.status == "completed"
+    status, retries, error, transcript, duration = recording(world, rid)
+    assert (status, retries, error, duration) == ("completed", 0, None, 9.0)
+    assert transcript == "Good morning. My account number is four two. Bye."
+    assert (world.out / "call.txt").read_text() == "Good morning.\nMy account number is four two.\nBye.\n"
+    assert json.loads((world.out / "call.json").read_text())["text"] == transcript
+    assert runs(world, rid) == [("succeeded", None)]
+    assert (world.runner.finished, world.runner.cut_short) == (1, 0)
+
+
+def test_words_of_one_recording_never_reach_the_next(world: World) -> None:
+    """A's stream ends early (an error on an event); B, on the same runner, gets only B's words."""
+    a = world.add("a.m4a", [Info(172.0), Segment(0, 5, " alpha words"), ValueError("decoder hiccup")])
+    b = world.add("b.m4a", speech(4.0, "bravo words"))
+    assert world.run(a).status == "queued"
+    assert world.run(b).status == "completed"
+    assert recording(world, b)[3:] == ("bravo words", 4.0)
+    assert (world.out / "b.txt").read_text() == "bravo words\n"
+
+
+def test_timeout_keeps_progress_and_is_retried_then_fails_with_the_cause(world: World) -> None:
+    script = [Info(60.0), Segment(0, 20, " first part"), AttemptTimeout(1)]
+    rid = world.add("long.m4a", script)
+    for _ in range(3):
+        world.run(rid)
+    status, retries, error, _, _ = recording(world, rid)
+    assert (status, retries) == ("failed", 2)
+    assert error == "Max retries exceeded (2): Timeout exceeded: TimeLimitExceeded(1)"
+    assert [r[0] for r in runs(world, rid)] == ["timeout"] * 3
+    assert [r.start for r in world.runner.requests] == [0.0, 20.0, 20.0]  # resumed after the saved segment
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "cause"),
+    [
+        (ValueError("no such codec parameter"), "failed", "ValueError: no such codec parameter"),
+        (KeyError("speaker"), "failed", "KeyError: 'speaker'"),
+        (UnicodeEncodeError("utf-8", "\udcfc", 0, 1, "surrogates not allowed"), "failed", "UnicodeEncodeError: "),
+        (WorkerLost("Worker lost: model process exited with code -9"), "lost", "Worker lost: model process exited"),
+    ],
+)
+def test_any_exception_is_the_attempts_cause_and_retried(
+    world: World, error: Exception, outcome: str, cause: str
+) -> None:
+    rid = world.add("odd.m4a", [Info(4.0), error])
+    report = world.run(rid)
+    status, retries, message, _, _ = recording(world, rid)
+    assert (report.status, status, retries) == ("queued", "queued", 1)
+    assert message.startswith(cause)
+    [(run_outcome, run_error)] = runs(world, rid)
+    assert run_outcome == outcome and run_error == message  # never replaced by "Worker lost: no heartbeat"
+
+
+def test_permanent_error_fails_at_once(world: World) -> None:
+    rid = world.add("bad.m4a", [PermanentError("Unreadable audio: moov atom not found")])
+    world.run(rid)
+    assert recording(world, rid)[:3] == ("failed", 0, "Unreadable audio: moov atom not found")
+
+
+def test_database_error_on_an_event_is_recorded(world: World, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite does not enforce column lengths; Postgres refuses the value (a real DataError)")
+    rid = world.add("long-label.m4a", [Info(4.0), Segment(0, 4, " hi", speaker="s" * 100), Done("en", 0.9)])
+    world.run(rid)
+    status, retries, message, _, _ = recording(world, rid)
+    assert (status, retries) == ("queued", 1)
+    assert message.startswith("DataError: value too long for type character varying(64)")
+    assert runs(world, rid) == [("failed", message)]
+
+
+def test_a_nul_character_from_the_model_is_a_recorded_cause(world: World, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite stores NUL characters; psycopg2 refuses them")
+    rid = world.add("nul.m4a", [Info(4.0), Segment(0, 4, " bad \x00 text"), Done("en", 0.9)])
+    world.run(rid)
+    assert recording(world, rid)[2] == "ValueError: A string literal cannot contain NUL (0x00) characters."
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "reason"),
+    [
+        ("UPDATE recordings SET status='queued'", "queued", "Lease lost: the recording was set to queued"),
+        ("UPDATE recordings SET status='failed'", "failed", "Lease lost: the recording was set to failed"),
+        ("skip", "skipped", "Skipped by an operator while this attempt ran"),
+        ("reset", "queued", "Reset by an operator while this attempt ran"),
+    ],
+)
+def test_operator_changes_mid_stream_stop_the_attempt(world: World, change: str, status: str, reason: str) -> None:
+    holder: dict[str, uuid.UUID] = {}
+
+    def operator() -> None:
+        if change in ("skip", "reset"):
+            with transaction(world.sessions) as s:
+                action = lifecycle.skip_recordings if change == "skip" else lifecycle.reset_recordings
+                assert action(s, now=utcnow(), ids=[holder["id"]])
+        else:
+            world.sql(change)
+
+    script: list[Step] = [Info(30.0), Segment(0, 10, " before"), operator, Segment(10, 20, " after"),
+                          Segment(20, 30, " more"), Done("en", 0.9)]  # fmt: skip
+    holder["id"] = rid = world.add("busy.m4a", script)
+    report = world.run(rid)
+    assert report.outcome is not None and report.outcome.value == "lost"
+    assert recording(world, rid)[0] == status
+    [(outcome, error)] = runs(world, rid)
+    assert outcome == "lost" and error.startswith(reason)
+    texts = [r[0] for r in world.all("SELECT text FROM segments ORDER BY idx")]
+    assert " after" not in texts and " more" not in texts  # nothing written after the change
+    assert world.runner.cut_short == 1  # the model was stopped, not left talking
+    assert not (world.out / "busy.txt").exists()
+
+
+def test_sql_requeue_of_a_running_call_is_sent_again_and_never_overlaps(world: World) -> None:
+    """The operator's careless ``SET status='queued'`` on a processing call: one success, no open attempt."""
+    script: list[Step] = [
+        Info(20.0),
+        Segment(0, 10, " one"),
+        lambda: world.sql("UPDATE recordings SET status='queued'"),
+    ]
+    rid = world.add("again.m4a", script + [Segment(10, 20, " two"), Done("en", 0.9)])
+    task = str(uuid.uuid4())
+    world.run(rid, task)
+    with world.sessions() as s:  # the message of the running attempt is still in the broker: it is spent
+        found = lifecycle.find_dispatchable(s, now=utcnow(), live_task_ids={task})
+    assert [f[0] for f in found] == [rid]
+    world.runner.scripts[str(world.inbox / "again.m4a")] = speech(20.0, "one", "two")
+    assert world.run(rid).status == "completed"
+    assert [r[0] for r in runs(world, rid)] == ["lost", "succeeded"]
+
+
+def test_a_second_claim_closes_an_orphaned_running_attempt(world: World) -> None:
+    rid = world.add("orphan.m4a", speech(4.0, "hello"))
+    with transaction(world.sessions) as s:
+        first = lifecycle.claim_recording(s, recording_id=rid, task_id="t1", worker="gone:1", now=utcnow())
+    assert first is not None
+    world.sql("UPDATE recordings SET status='queued'")  # the worker of attempt 1 died; nobody closed it
+    world.run(rid)
+    assert [r[0] for r in runs(world, rid)] == ["lost", "succeeded"]
+    assert runs(world, rid)[0][1].startswith("Superseded: the recording was queued again")
+
+
+def test_interrupt_hands_the_recording_back_with_its_progress(world: World) -> None:
+    script: list[Step] = [Info(30.0), Segment(0, 10, " kept"), world.ctx.stopping.set, Segment(10, 20, " heard")]
+    rid = world.add("stop.m4a", script + [Segment(20, 30, " never"), Done("en", 0.9)])
+    report = world.run(rid)
+    assert (report.status, recording(world, rid)[:2]) == ("queued", ("queued", 0))
+    [(outcome, error)] = runs(world, rid)
+    assert outcome == "lost" and error.startswith("Interrupted: the worker shut down")
+    assert [r[0] for r in world.all("SELECT text FROM segments ORDER BY idx")] == [" kept", " heard"]
+    assert world.runner.cut_short == 1
+
+
+def test_progress_reporting_that_fails_never_ends_the_attempt(world: World) -> None:
+    """A broker blip in the progress event (kombu's OperationalError) is logged; the call completes."""
+
+    def broken(_done: float, _total: float | None) -> None:
+        from kombu.exceptions import OperationalError
+
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    rid = world.add("blip.m4a", speech(8.0, "still", "transcribed"))
+    report = run_attempt(world.ctx, rid, task_id="t", on_progress=broken)
+    assert report.status == "completed" and recording(world, rid)[3] == "still transcribed"
+
+
+def test_the_deadline_is_planned_once_from_the_measured_duration(world: World) -> None:
+    world.settings = world.ctx.settings = load_settings(
+        database_url=world.settings.database_url, watch_dir=world.inbox, output_dir=world.out,
+        task_timeout_seconds=60, task_timeout_realtime_factor=2.0, whisper_model="tiny.en",
+    )  # fmt: skip
+    rid = world.add("plan.m4a", speech(600.0, "ten minutes"))
+    world.run(rid)
+    [deadline] = world.runner.deadlines
+    assert deadline is not None and deadline.seconds == 1200.0
+    assert world.one("SELECT time_limit_seconds FROM attempts WHERE recording_id = :id", id=world.key(rid))[0] == 1200.0

@@ -1,12 +1,11 @@
 """Pure decisions about attempts: what to do after an error, backoff, time limit.
 
-No I/O here: each function takes ``now``, the settings' numbers and the facts, and
-returns a value. The lifecycle module applies them to the database.
+No I/O and no randomness here: each function takes ``now``, the jitter, the settings'
+numbers and the facts, and returns a value. The lifecycle module applies them to the database.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,16 +45,19 @@ def decide_after_error(
     now: datetime,
     backoff_base: float,
     backoff_cap: float,
-    jitter: float | None = None,
+    jitter: float,
 ) -> RetryDecision:
-    """Requeue with backoff while retries remain, else fail keeping the root cause."""
+    """Requeue with backoff while retries remain, else fail keeping the root cause.
+
+    ``jitter`` in [0, 1) spreads retries that failed together; the caller draws it.
+    """
     if not retryable:
         return RetryDecision(RecordingStatus.FAILED, retry_count, cause, None)
     if retry_count >= max_retries:
         message = f"Max retries exceeded ({max_retries}): {cause}"
         return RetryDecision(RecordingStatus.FAILED, retry_count, message, None)
     retries_done = retry_count + 1
-    delay = compute_backoff(backoff_base, retries_done, backoff_cap, random.random() if jitter is None else jitter)
+    delay = compute_backoff(backoff_base, retries_done, backoff_cap, jitter)
     return RetryDecision(RecordingStatus.QUEUED, retries_done, cause, now + timedelta(seconds=delay))
 
 

@@ -115,7 +115,7 @@ def transcribe(self: Task, recording_id: str, file: str | None = None) -> str:
         meta = {"recording_id": recording_id, "done_seconds": round(done, 1), "duration_seconds": total}
         if total:
             meta["percent"] = round(100 * done / total, 1)
-        self.send_event("task-progress", **meta)
+        self.send_event("task-progress", **meta)  # a broker blip here is logged by run_attempt, never fatal
 
     from transcriber.worker import run_attempt
 
@@ -125,12 +125,26 @@ def transcribe(self: Task, recording_id: str, file: str | None = None) -> str:
     return str(outcome) if outcome.outcome is None else f"completed {recording_id}"
 
 
+_maintenance: tuple[int, Any] | None = None
+
+
+def maintenance_sessions() -> Any:
+    """Beat's jobs need the database and the broker only: an engine of their own, never a model or a worker context."""
+    global _maintenance
+    from transcriber.db import make_engine, make_session_factory
+
+    with _context_lock:
+        if _maintenance is None or _maintenance[0] != os.getpid():
+            _maintenance = (os.getpid(), make_session_factory(make_engine(current_settings().database_url)))
+        return _maintenance[1]
+
+
 @app.task(name="transcriber.cleanup_stuck")
 def cleanup_stuck() -> str:
     """Requeue or fail recordings whose worker stopped heartbeating."""
     settings = current_settings()
     rescued = maintenance.cleanup_stuck(
-        worker_context().sessions,
+        maintenance_sessions(),
         now=utcnow(),
         stuck_timeout=settings.stuck_timeout_seconds,
         policy=RetryPolicy.from_settings(settings),
@@ -141,14 +155,14 @@ def cleanup_stuck() -> str:
 
 @app.task(name="transcriber.dispatch_queued")
 def dispatch_queued() -> str:
-    """Send every due queued recording that has no live task."""
+    """Send every due queued recording that has no live task (retries whose backoff ended, SQL resets)."""
     settings = current_settings()
     sent = maintenance.dispatch_queued(
-        worker_context().sessions,
+        maintenance_sessions(),
         now=utcnow(),
         live_task_ids=live_task_ids(app, [TRANSCRIBE_QUEUE, CONTROL_QUEUE]),
         send=send_transcribe,
-        interval=settings.cleanup_interval_seconds,
+        interval=settings.dispatch_interval_seconds,
         send_grace=min(30.0, 2 * settings.cleanup_interval_seconds),
     )
     return "skipped" if sent is None else f"sent {sent}"

@@ -93,10 +93,12 @@ def test_decide_after_error(
     assert decision.not_before == (None if delay is None else NOW + timedelta(seconds=delay))
 
 
-def test_decide_after_error_draws_its_own_jitter_within_the_upper_half() -> None:
+@pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999])
+def test_decide_after_error_backs_off_within_the_upper_half(jitter: float) -> None:
     decision = decide_after_error(
-        cause="Worker lost", retryable=True, retry_count=0, max_retries=3, now=NOW, backoff_base=30, backoff_cap=3600
-    )
+        cause="Worker lost", retryable=True, retry_count=0, max_retries=3, now=NOW, backoff_base=30, backoff_cap=3600,
+        jitter=jitter,
+    )  # fmt: skip
     assert decision.not_before is not None
     assert NOW + timedelta(seconds=15) <= decision.not_before < NOW + timedelta(seconds=30)
 

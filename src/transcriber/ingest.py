@@ -2,17 +2,25 @@
 
 Events (watchdog) only make a rescan come sooner; the periodic rescan is what finds
 files, because network shares often deliver no events. A file is taken once its
-size and mtime have not changed for ``WATCH_SETTLE_SECONDS``; a file already known
-by (path, size, mtime) is never hashed again.
+size and mtime have not changed for ``WATCH_SETTLE_SECONDS`` (longer for a path that
+changed after it was registered: it is written in bursts); a file already known by
+(path, size, mtime) is never hashed again.
+
+Any name the file system holds is taken: one that is not UTF-8 (Latin-1 names on SMB
+shares) or holds control characters is recorded under a readable form, with its exact
+bytes kept for the worker (``real_path``). Whatever goes wrong with one file costs
+that file only, with one logged reason; it never stops the scan.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,11 +33,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from transcriber import lifecycle
 from transcriber.audio import in_use, is_media_file, probe_duration, sha256_of, unread_key
 from transcriber.db import describe_error, transaction
+from transcriber.lifecycle import NewFile, Registered
 from transcriber.tables import Recording, utcnow
 
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIXES = (".part", ".crdownload", ".tmp", ".partial", ".download", ".filepart")
+
+# A path that changed after it was registered waits twice as long each time, up to this.
+SETTLE_CAP_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,83 @@ def has_settled(first_seen_unchanged: float, now: float, settle_seconds: float) 
     return now - first_seen_unchanged >= settle_seconds
 
 
-def walk_files(root: Path) -> Iterator[os.DirEntry[str]]:
+def settle_time(base: float, changes: int, cap: float = SETTLE_CAP_SECONDS) -> float:
+    """How long a path must look the same: ``base``, doubled for each time it changed after it was
+    registered (a file written in bursts, with pauses longer than ``base``), up to ``cap`` (never below ``base``)."""
+    return min(base * 2.0 ** min(changes, 64), max(base, cap))
+
+
+# ---------------------------------------------------------------- names that are not text
+
+# Characters that would break a log line or a table: controls, lone surrogates, line and paragraph separators.
+_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as os.fsdecode escapes it
+        return f"\\x{code - 0xDC00:02x}"
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """``text`` fit for one log line or a database column: never a surrogate, never a line break.
+
+    Bytes of a file name that are not UTF-8 show as ``\\xfc``, control characters as ``\\n`` or ``\\x07``.
+    """
+    if text.isprintable():
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
+
+
+def _decode_name(raw: bytes) -> str:
+    """One path component as text: UTF-8, else Windows-1252 (what SMB shares hold), else Latin-1 (never fails)."""
+    for codec in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+def readable_path(path: str) -> str:
+    """The path as text to store and show: ``Anruf M\\xfcller.m4a`` (Latin-1 bytes) reads ``Anruf Müller.m4a``.
+
+    Each component is decoded on its own (a UTF-8 folder may hold a Latin-1 name); control
+    characters are escaped (``\\n``). A path that is readable already is returned as it is.
+    """
+    if path.isprintable():
+        return path
+    parts = os.fsencode(path).split(os.sep.encode())
+    return os.sep.join(printable(_decode_name(part)) for part in parts)
+
+
+def path_bytes(path: str) -> bytes | None:
+    """The exact bytes of ``path`` when ``readable_path`` had to change it, else ``None``."""
+    return None if readable_path(path) == path else os.fsencode(path)
+
+
+def real_path(stored_path: str, stored_bytes: bytes | None) -> str:
+    """The path to open for a recording, from its ``file_path`` and ``file_path_bytes`` columns.
+
+    ``stored_path`` is the readable form; where the name was not readable as it is, the
+    exact bytes were kept and give the real name back (a ``str`` with surrogate escapes,
+    which ``open``, ``os.stat`` and PyAV take).
+    """
+    return os.fsdecode(stored_bytes) if stored_bytes is not None else stored_path
+
+
+# ---------------------------------------------------------------- the folder
+
+
+def _log_unreadable_folder(folder: str, exc: OSError) -> None:
+    log.warning("cannot read folder %s: %s", printable(folder), exc.strerror or exc)
+
+
+def walk_files(
+    root: Path, on_error: Callable[[str, OSError], None] = _log_unreadable_folder
+) -> Iterator[os.DirEntry[str]]:
     """Every regular file below ``root``; symlinks are not followed (files are read only under root)."""
     stack = [str(root)]
     while stack:
@@ -73,7 +161,7 @@ def walk_files(root: Path) -> Iterator[os.DirEntry[str]]:
                     except OSError:
                         continue
         except OSError as exc:
-            log.warning("cannot read folder %s: %s", folder, exc)
+            on_error(folder, exc)
 
 
 @dataclass(frozen=True)
@@ -98,22 +186,36 @@ class Ingester:
         settle_seconds: float,
         send: SendTask,
         clock: Callable[[], float] = time.monotonic,
+        settle_cap_seconds: float = SETTLE_CAP_SECONDS,
     ) -> None:
         self.sessions = sessions
         self.watch_dir = watch_dir
         self.settle_seconds = settle_seconds
+        self.settle_cap_seconds = settle_cap_seconds
         self.send = send
         self.clock = clock
-        self.known: dict[str, Observation] = {}
-        self.pending: dict[str, tuple[Observation, float]] = {}
+        self.known: dict[str, Observation] = {}  # registered (or found registered) as it looks now
+        self.pending: dict[str, tuple[Observation, float]] = {}  # settling: how it looks, since when
         self.ignored: set[str] = set()
+        self.refused: dict[str, Observation | None] = {}  # left out with a logged reason, until it changes
         self.unreadable_since: dict[str, float] = {}
         self.unreadable_grace = max(4 * settle_seconds, 1.0)
+        self.unreadable_folders: dict[str, str] = {}
+        self.changes: dict[str, int] = {}  # times a path changed after it was registered
+        self.recording_for: dict[str, uuid.UUID] = {}  # absolute path -> the recording it registered last
+        self.shared: set[uuid.UUID] = set()  # recordings another file duplicated: never given new content
         with sessions() as session:  # registered before this process started: not hashed again
             rows = session.execute(
-                select(Recording.file_path, Recording.file_size, Recording.file_mtime_ns).order_by(Recording.created_at)
-            ).all()
-        self._registered = {path: (size, mtime) for path, size, mtime in rows}  # the newest per path wins
+                select(
+                    Recording.id, Recording.file_path, Recording.file_path_bytes, Recording.file_size,
+                    Recording.file_mtime_ns,
+                ).order_by(Recording.created_at)
+            ).all()  # fmt: skip
+        self._registered: dict[str, tuple[int, int | None]] = {}
+        for recording_id, stored, raw, size, mtime in rows:  # the newest per path wins
+            path = real_path(stored, raw)
+            self._registered[path] = (size, mtime)
+            self.recording_for[path] = recording_id
 
     def scan(self) -> int:
         """One pass over the folder; returns how many new recordings were registered."""
@@ -128,38 +230,68 @@ class Ingester:
             count += self.scan()
         return count
 
+    def settle_for(self, path: str) -> float:
+        return settle_time(self.settle_seconds, self.changes.get(path, 0), self.settle_cap_seconds)
+
     def _find_settled(self) -> list[ReadyFile]:
         now = self.clock()
         seen: set[str] = set()
         ready: list[ReadyFile] = []
-        for entry in walk_files(self.watch_dir):
-            path = entry.path
-            seen.add(path)
-            if entry.is_symlink():
-                self._ignore_once(path, "symbolic link (not followed: files are read only under WATCH_DIR)")
-                continue
-            reason = ignore_reason(entry.name)
-            if reason:
-                self._ignore_once(path, reason)
-                continue
+        failing: dict[str, str] = {}
+
+        def unreadable_folder(folder: str, exc: OSError) -> None:
+            reason = exc.strerror or str(exc)
+            if self.unreadable_folders.get(folder) != reason:  # once, not on every scan
+                log.warning("cannot read folder %s (%s); its files are left out until it can be read",
+                            printable(folder), reason)  # fmt: skip
+            failing[folder] = reason
+
+        for entry in walk_files(self.watch_dir, on_error=unreadable_folder):
+            seen.add(entry.path)
             try:
-                stat = entry.stat(follow_symlinks=False)
-            except OSError:
+                item = self._look_at(entry, now)
+            except Exception as exc:  # one file's surprise costs that file only
+                self._refuse(entry.path, None, f"unexpected {type(exc).__name__}: {printable(str(exc))}")
                 continue
-            current = Observation(stat.st_size, stat.st_mtime_ns)
-            if self.known.get(path) == current:
-                continue
-            if path not in self.known and self._was_registered(path, current):
-                self.known[path] = current
-                continue
-            previous = self.pending.get(path)
-            if previous is None or previous[0] != current:
-                self.pending[path] = previous = (current, now)
-            if has_settled(previous[1], now, self.settle_seconds):
-                ready.append(ReadyFile(path, current))
-        for gone in set(self.pending) - seen:
-            del self.pending[gone]
+            if item is not None:
+                ready.append(item)
+        self.unreadable_folders = failing
+        for table in (self.pending, self.refused, self.changes):
+            for gone in set(table) - seen:
+                del table[gone]
         return ready
+
+    def _look_at(self, entry: os.DirEntry[str], now: float) -> ReadyFile | None:
+        """The file, once it is ready to register; ``None`` while it settles or if it is not taken."""
+        path = entry.path
+        if entry.is_symlink():
+            self._ignore_once(path, "symbolic link (not followed: files are read only under WATCH_DIR)")
+            return None
+        reason = ignore_reason(entry.name)
+        if reason:
+            self._ignore_once(path, reason)
+            return None
+        try:
+            stat = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # deeper than the system opens: the worker could not read it either
+                self._refuse(path, None, f"the path is too long to open ({len(os.fsencode(path))} bytes); "
+                                         "move the file to a shorter path")  # fmt: skip
+            return None  # otherwise gone meanwhile
+        current = Observation(stat.st_size, stat.st_mtime_ns)
+        if self.known.get(path) == current or (path in self.refused and self.refused[path] == current):
+            return None
+        if path not in self.known and self._was_registered(path, current):
+            self.known[path] = current
+            return None
+        previous = self.pending.get(path)
+        if previous is None or previous[0] != current:
+            if previous is None and path in self.known:  # changed after it was registered: written in bursts
+                self.changes[path] = self.changes.get(path, 0) + 1
+            self.pending[path] = previous = (current, now)
+        if has_settled(previous[1], now, self.settle_for(path)):
+            return ReadyFile(path, current)
+        return None
 
     def _unreadable(self, item: ReadyFile, exc: OSError) -> str | None:
         """A file that stays unreadable is registered all the same (keyed by path, size and mtime).
@@ -169,16 +301,21 @@ class Ingester:
         """
         now = self.clock()
         first = self.unreadable_since.get(item.path)
+        shown = printable(item.path)
         if first is None:
             self.unreadable_since[item.path] = now
-            log.info("cannot read %s yet (%s); trying again for %.0fs", item.path, exc.strerror or exc,
+            log.info("cannot read %s yet (%s); trying again for %.0fs", shown, exc.strerror or exc,
                      self.unreadable_grace)  # fmt: skip
             return None
         if now - first < self.unreadable_grace:
             return None
-        log.warning("cannot read %s (%s): registering it so the cause is on record", item.path, exc.strerror or exc)
+        log.warning("cannot read %s (%s): registering it so the cause is on record", shown, exc.strerror or exc)
         self.unreadable_since.pop(item.path, None)
-        return unread_key(item.path, item.observation.size, item.observation.mtime_ns)
+        observed = item.observation
+        try:
+            return unread_key(item.path, observed.size, observed.mtime_ns)
+        except UnicodeEncodeError:  # a name that is not UTF-8: key it by its bytes
+            return unread_key(os.fsencode(item.path).decode("latin-1"), observed.size, observed.mtime_ns)
 
     def _was_registered(self, path: str, current: Observation) -> bool:
         """Registered before this process started, and not changed since (rows before 0002 lack the mtime)."""
@@ -188,43 +325,72 @@ class Ingester:
     def _ignore_once(self, path: str, reason: str) -> None:
         if path not in self.ignored:
             self.ignored.add(path)
-            log.info("ignoring %s: %s", path, reason)
+            log.info("ignoring %s: %s", printable(path), reason)
+
+    def _refuse(self, path: str, observation: Observation | None, reason: str) -> None:
+        """Leave one file out, with one logged reason; it is looked at again once it changes."""
+        if path not in self.refused or self.refused[path] != observation:
+            log.warning("leaving out %s: %s", printable(path), reason)
+        self.refused[path] = observation
+        self.pending.pop(path, None)
+
+    def _prepare(self, item: ReadyFile) -> NewFile | None:
+        """Hash and probe one settled file; ``None`` while it cannot be read yet."""
+        try:
+            digest = sha256_of(item.path)
+            self.unreadable_since.pop(item.path, None)
+        except PermissionError as exc:
+            if in_use(exc):  # a copier on Windows may hold a full-size file for minutes: wait for it
+                if item.path not in self.ignored:
+                    self.ignored.add(item.path)
+                    log.info("%s is in use by another program; waiting until it is let go", printable(item.path))
+                return None
+            key = self._unreadable(item, exc)  # no read permission: registered after a grace
+            if key is None:
+                return None
+            digest = key
+        except OSError as exc:  # gone, or a share that went away: try again next scan
+            log.info("not readable yet, will retry: %s (%s)", printable(item.path), exc.strerror or exc)
+            return None
+        absolute = os.path.abspath(item.path)
+        shown = readable_path(absolute)
+        replaces = self.recording_for.get(absolute)
+        return NewFile(
+            shown, os.path.basename(shown), item.observation.size, digest, str(uuid.uuid4()),
+            probe_duration(item.path), item.observation.mtime_ns, None if shown == absolute else os.fsencode(absolute),
+            replaces=None if replaces in self.shared else replaces,
+        )  # fmt: skip
 
     def _register(self, batch: list[ReadyFile]) -> int:
-        hashed: list[tuple[ReadyFile, str]] = []
+        prepared: list[tuple[ReadyFile, NewFile]] = []
         for item in batch:
             try:
-                hashed.append((item, sha256_of(item.path)))
-                self.unreadable_since.pop(item.path, None)
-            except PermissionError as exc:
-                if in_use(exc):  # a copier on Windows may hold a full-size file for minutes: wait for it
-                    if item.path not in self.ignored:
-                        self.ignored.add(item.path)
-                        log.info("%s is in use by another program; waiting until it is let go", item.path)
-                    continue
-                key = self._unreadable(item, exc)  # no read permission: registered after a grace
-                if key:
-                    hashed.append((item, key))
-            except OSError as exc:  # gone, or a share that went away: try again next scan
-                log.info("not readable yet, will retry: %s (%s)", item.path, exc.strerror or exc)
-        files = [
-            lifecycle.NewFile(os.path.abspath(item.path), os.path.basename(item.path), item.observation.size, digest,
-                              str(uuid.uuid4()), probe_duration(item.path), item.observation.mtime_ns)
-            for item, digest in hashed
-        ]  # fmt: skip
-        with transaction(self.sessions) as session:
-            results = lifecycle.register_files(session, files, now=utcnow())
+                new = self._prepare(item)
+            except Exception as exc:  # one file's surprise costs that file only
+                self._refuse(item.path, item.observation, f"unexpected {type(exc).__name__}: {printable(str(exc))}")
+                continue
+            if new is not None:
+                prepared.append((item, new))
         created = []
-        for new, recording, is_new in results:
-            if is_new:
+        for item, new, recording, outcome in self._commit(prepared):
+            absolute, shown = os.path.abspath(item.path), _shown(item.path, new)
+            if outcome is Registered.CREATED:
+                assert new.task_id is not None  # the watcher always names the message it sends
+                self.recording_for[absolute] = recording.id
                 created.append((recording.id, new.task_id, recording.file_name))
-                log.info("registered %s as recording %s", new.file_path, recording.id)
+                log.info("registered %s as recording %s", shown, recording.id)
+            elif outcome is Registered.UPDATED:
+                log.info("%s changed before a worker took it: recording %s now holds its new content (%d bytes)",
+                         shown, recording.id, new.file_size)  # fmt: skip
+            elif recording.id == self.recording_for.get(absolute):
+                log.info("%s was touched but holds the same audio as its recording %s", shown, recording.id)
             else:
+                self.shared.add(recording.id)
                 log.info("duplicate: %s has the same audio as recording %s (%s)",
-                         new.file_path, recording.id, recording.file_path)  # fmt: skip
-        for item, _ in hashed:
+                         shown, recording.id, recording.file_path)  # fmt: skip
             self.known[item.path] = item.observation
             self.pending.pop(item.path, None)
+            self.refused.pop(item.path, None)
         for recording_id, task_id, file_name in created:  # committed first, then sent
             try:
                 self.send(recording_id, task_id, file_name)
@@ -234,6 +400,36 @@ class Ingester:
                     recording_id, type(exc).__name__,
                 )  # fmt: skip
         return len(created)
+
+    def _commit(self, pairs: list[tuple[ReadyFile, NewFile]]) -> list[tuple[ReadyFile, NewFile, Recording, Registered]]:
+        """Register a batch in one transaction; if that fails other than by the database being away,
+        each file in a transaction of its own, so that a file the database refuses costs only itself."""
+        if not pairs:
+            return []
+        try:
+            with transaction(self.sessions) as session:
+                results = lifecycle.register_files(session, [new for _, new in pairs], now=utcnow())
+        except OperationalError:  # the database is away: the loop waits, the next scan finds these files again
+            raise
+        except Exception as exc:
+            if len(pairs) > 1:
+                log.warning("registering %d files together failed (%s); registering them one by one", len(pairs),
+                            printable(describe_error(exc)))  # fmt: skip
+                return [result for pair in pairs for result in self._commit([pair])]
+            item, _ = pairs[0]
+            self._refuse(item.path, item.observation, f"the database refused it ({printable(describe_error(exc))})")
+            return []
+        return [
+            (item, new, recording, outcome) for (item, _), (new, recording, outcome) in zip(pairs, results, strict=True)
+        ]
+
+
+def _shown(path: str, new: NewFile) -> str:
+    """A file for the log: its readable path, and the exact name too where that differs."""
+    if new.file_path_bytes is None:
+        return new.file_path
+    exact = printable(os.path.abspath(path))
+    return new.file_path if exact == new.file_path else f"{exact} (recorded as {new.file_path})"
 
 
 def stop_on_signals(stop: threading.Event) -> None:
@@ -254,6 +450,10 @@ def run_watch_loop(ingester: Ingester, *, poll_seconds: float, stop: threading.E
             except OperationalError as exc:  # the database restarts: what was not committed is found again
                 log.warning("database unavailable during a scan (%s); trying again", describe_error(exc))
                 stop.wait(min(poll_seconds, 5.0))
+                continue
+            except Exception:  # not any one file's doing (those are left out one by one): keep watching
+                log.exception("the scan failed; trying again in %.0fs", poll_seconds)
+                stop.wait(poll_seconds)
                 continue
             # While files are settling look again soon; otherwise wait for an event or the next poll.
             deadline = time.monotonic() + (min(1.0, poll_seconds) if ingester.pending else poll_seconds)

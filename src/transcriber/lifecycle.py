@@ -19,6 +19,7 @@ writes the tables directly. Each takes ``now`` so tests need no sleeping.
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
 from collections.abc import Collection, Sequence
@@ -86,6 +87,35 @@ class SegmentData:
 # ---------------------------------------------------------------- registration
 
 
+class Registered(enum.StrEnum):
+    """What registering one file did."""
+
+    CREATED = "created"  # a new queued recording: its message is to be sent
+    UPDATED = "updated"  # the path's unclaimed recording now holds the file's new content (it grew)
+    DUPLICATE = "duplicate"  # the same audio is already a recording
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A settled file, hashed and probed, to become a queued recording.
+
+    ``file_path`` and ``file_name`` are readable text; ``file_path_bytes`` is the exact
+    path where that differs (see ``ingest.readable_path``). ``replaces`` is the recording
+    this path registered before: while no attempt has claimed it, it takes the new content
+    instead of a second recording being made.
+    """
+
+    file_path: str
+    file_name: str
+    file_size: int
+    content_sha256: str
+    task_id: str | None
+    duration_seconds: float | None = None
+    file_mtime_ns: int | None = None
+    file_path_bytes: bytes | None = None
+    replaces: uuid.UUID | None = None
+
+
 def register_recording(
     session: Session,
     *,
@@ -96,85 +126,121 @@ def register_recording(
     now: datetime,
     duration_seconds: float | None = None,
     task_id: str | None = None,
+    file_mtime_ns: int | None = None,
+    file_path_bytes: bytes | None = None,
 ) -> tuple[Recording, bool]:
     """Add a ``queued`` recording, or return the one with the same audio.
 
     Returns ``(recording, created)``; the same content dropped twice is one recording.
     ``task_id`` is the id of the message the caller sends once this commits.
     """
-    existing = session.scalar(select(Recording).where(Recording.content_sha256 == content_sha256))
-    if existing is not None:
-        return existing, False
-    recording = Recording(
-        id=uuid.uuid4(),
-        file_path=file_path,
-        file_name=file_name,
-        file_size=file_size,
-        content_sha256=content_sha256,
-        duration_seconds=duration_seconds,
-        status=RecordingStatus.QUEUED.value,
-        retry_count=0,
-        created_at=now,
-        updated_at=now,
-        task_id=task_id,
-        dispatched_at=now if task_id else None,
-    )
-    try:
-        with session.begin_nested():
-            session.add(recording)
-    except IntegrityError:  # a second watcher registered it meanwhile
-        existing = session.scalar(select(Recording).where(Recording.content_sha256 == content_sha256))
-        assert existing is not None
-        return existing, False
-    return recording, True
-
-
-@dataclass(frozen=True)
-class NewFile:
-    file_path: str
-    file_name: str
-    file_size: int
-    content_sha256: str
-    task_id: str
-    duration_seconds: float | None = None
-    file_mtime_ns: int | None = None
+    new = NewFile(file_path, file_name, file_size, content_sha256, task_id, duration_seconds, file_mtime_ns,
+                  file_path_bytes)  # fmt: skip
+    recording, outcome = _register_one(session, new, now=now)
+    return recording, outcome is Registered.CREATED
 
 
 def register_files(
     session: Session, files: Sequence[NewFile], *, now: datetime
-) -> list[tuple[NewFile, Recording, bool]]:
+) -> list[tuple[NewFile, Recording, Registered]]:
     """``register_recording`` for a batch: one query for known audio, one bulk insert.
 
-    Returns ``(file, recording, created)`` per file, in order. Used by the watcher so
+    Returns ``(file, recording, outcome)`` per file, in order. Used by the watcher so
     that a folder of 10,000 files registers in seconds.
     """
     digests = {f.content_sha256 for f in files}
     known = {
         r.content_sha256: r for r in session.scalars(select(Recording).where(Recording.content_sha256.in_(digests)))
     }
-    fresh: dict[str, Recording] = {}
-    for f in files:
-        if f.content_sha256 not in known and f.content_sha256 not in fresh:
-            fresh[f.content_sha256] = Recording(
-                id=uuid.uuid4(), file_path=f.file_path, file_name=f.file_name, file_size=f.file_size,
-                content_sha256=f.content_sha256, duration_seconds=f.duration_seconds, file_mtime_ns=f.file_mtime_ns,
-                status=RecordingStatus.QUEUED.value, retry_count=0,
-                created_at=now, updated_at=now, task_id=f.task_id, dispatched_at=now,
-            )  # fmt: skip
+    done: dict[int, tuple[Recording, Registered]] = {}
+    fresh: dict[str, tuple[int, Recording]] = {}
+    for i, f in enumerate(files):
+        if f.content_sha256 in known:
+            done[i] = known[f.content_sha256], Registered.DUPLICATE
+        elif f.content_sha256 not in fresh:
+            updated = _update_unclaimed(session, f, now=now)
+            if updated is not None:
+                known[f.content_sha256] = updated
+                done[i] = updated, Registered.UPDATED
+            else:
+                fresh[f.content_sha256] = i, _queued_recording(f, now)
     try:
         with session.begin_nested():
-            session.add_all(fresh.values())
-    except IntegrityError:  # another watcher registered some meanwhile: one by one
-        return [
-            (f, *register_recording(session, file_path=f.file_path, file_name=f.file_name, file_size=f.file_size,
-                                    content_sha256=f.content_sha256, now=now, task_id=f.task_id))
-            for f in files
-        ]  # fmt: skip
+            session.add_all(row for _, row in fresh.values())
+    except IntegrityError:  # another watcher registered some meanwhile: the rest one by one, every field kept
+        return [(f, *(done[i] if i in done else _register_one(session, f, now=now))) for i, f in enumerate(files)]
     results = []
-    for f in files:
-        created = f.content_sha256 in fresh and fresh[f.content_sha256].task_id == f.task_id
-        results.append((f, fresh.get(f.content_sha256) or known[f.content_sha256], created))
+    for i, f in enumerate(files):
+        if i in done:
+            results.append((f, *done[i]))
+        else:
+            first, row = fresh[f.content_sha256]
+            results.append((f, row, Registered.CREATED if first == i else Registered.DUPLICATE))
     return results
+
+
+def _register_one(session: Session, new: NewFile, *, now: datetime) -> tuple[Recording, Registered]:
+    existing = session.scalar(select(Recording).where(Recording.content_sha256 == new.content_sha256))
+    if existing is not None:
+        return existing, Registered.DUPLICATE
+    recording = _queued_recording(new, now)
+    try:
+        with session.begin_nested():
+            session.add(recording)
+    except IntegrityError:  # a second watcher registered it meanwhile
+        existing = session.scalar(select(Recording).where(Recording.content_sha256 == new.content_sha256))
+        assert existing is not None
+        return existing, Registered.DUPLICATE
+    return recording, Registered.CREATED
+
+
+def _queued_recording(new: NewFile, now: datetime) -> Recording:
+    """The one place a file becomes a row, so that no path through registration drops a field."""
+    return Recording(
+        id=uuid.uuid4(), file_path=new.file_path, file_name=new.file_name, file_size=new.file_size,
+        file_path_bytes=new.file_path_bytes, content_sha256=new.content_sha256,
+        duration_seconds=new.duration_seconds, file_mtime_ns=new.file_mtime_ns,
+        status=RecordingStatus.QUEUED.value, retry_count=0, created_at=now, updated_at=now,
+        task_id=new.task_id, dispatched_at=now if new.task_id else None,
+    )  # fmt: skip
+
+
+def _update_unclaimed(session: Session, new: NewFile, *, now: datetime) -> Recording | None:
+    """Give the path's earlier recording the file's new content, if it is queued and was never claimed.
+
+    A file that grows in bursts is then one recording of its final content. Once an attempt
+    has claimed it (compare-and-set on status and on having no attempts), it is left alone:
+    that attempt fails with ``File changed`` and the new content becomes a recording of its own.
+    The message already sent for the recording stays valid: it carries only the id.
+    """
+    if new.replaces is None:
+        return None
+    never_claimed = ~select(Attempt.id).where(Attempt.recording_id == new.replaces).exists()
+    try:
+        with session.begin_nested():
+            result = session.execute(
+                update(Recording)
+                .where(
+                    Recording.id == new.replaces,
+                    Recording.status == RecordingStatus.QUEUED.value,
+                    Recording.file_path == new.file_path,
+                    never_claimed,
+                )
+                .values(
+                    file_size=new.file_size,
+                    content_sha256=new.content_sha256,
+                    file_mtime_ns=new.file_mtime_ns,
+                    duration_seconds=new.duration_seconds,
+                    file_path_bytes=new.file_path_bytes,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+    except IntegrityError:  # a second watcher registered this content meanwhile
+        return None
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.get(Recording, new.replaces, populate_existing=True)
 
 
 # ---------------------------------------------------------------- dispatch

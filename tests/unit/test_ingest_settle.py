@@ -6,6 +6,7 @@ Registering itself needs the database and is covered by tests/integration/test_i
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ from transcriber.ingest import Ingester
 
 
 class FakeSessions:
-    """Stands in for the sessionmaker: the Ingester only reads (file_path, file_size) of known recordings."""
+    """Stands in for the sessionmaker: the Ingester only reads (id, file_path, file_path_bytes, file_size,
+    file_mtime_ns) of known recordings."""
 
     def __init__(self, registered: list[tuple[str, int, int | None]] | None = None) -> None:
-        self.registered = registered or []
+        self.registered = [(uuid.uuid4(), path, None, size, mtime) for path, size, mtime in registered or []]
 
     def __call__(self) -> FakeSessions:
         return self
@@ -32,7 +34,7 @@ class FakeSessions:
     def execute(self, statement: Any) -> FakeSessions:
         return self
 
-    def all(self) -> list[tuple[str, int, int | None]]:
+    def all(self) -> list[tuple[uuid.UUID, str, None, int, int | None]]:
         return self.registered
 
 

@@ -47,7 +47,10 @@ _ACCEPTS: dict[str, str] = {
     "speaker_labels": "two labels separated by a comma, e.g. caller,callee",
     "worker_max_tasks": "a whole number >= 0 (0 = never recycle by count)",
     "worker_max_memory_mb": "a whole number of MB >= 0 (0 = never recycle by memory)",
-    "output_formats": "a comma-separated list of txt, srt, vtt, json",
+    "output_formats": "a comma-separated list of txt, srt, vtt, json (or none: no files, database only)",
+    "data_dir": "a folder path, e.g. ./data (empty would mean the working folder)",
+    "watch_dir": "a folder path, e.g. ./inbox (empty would mean the working folder)",
+    "output_dir": "a folder path, e.g. ./transcripts (empty would mean the working folder)",
     "watch_settle_seconds": "a number of seconds >= 0",
     "watch_poll_seconds": "a number of seconds > 0",
     "log_level": "one of DEBUG, INFO, WARNING, ERROR",
@@ -126,10 +129,22 @@ class Settings(BaseSettings):
     @classmethod
     def _check_formats(cls, value: str) -> str:
         formats = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if formats == ["none"]:  # said on purpose; an empty value is more often a slip
+            return "none"
+        if not formats:
+            raise ValueError("empty")
         unknown = [fmt for fmt in formats if fmt not in OUTPUT_FORMAT_CHOICES]
         if unknown:
             raise ValueError(f"unknown format {unknown[0]!r}")
         return ",".join(dict.fromkeys(formats))
+
+    @field_validator("data_dir", "watch_dir", "output_dir", mode="before")
+    @classmethod
+    def _folder_not_empty(cls, value: Any) -> Any:
+        # Path("") is the working folder: WATCH_DIR= would register whatever lies there.
+        if isinstance(value, str | os.PathLike) and not str(value).strip():
+            raise ValueError("empty")
+        return value
 
     @field_validator("whisper_model_dir", mode="before")
     @classmethod
@@ -170,6 +185,17 @@ class Settings(BaseSettings):
             raise ValueError("not a URL")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_driver(cls, value: str) -> str:
+        # Heroku-style postgres:// is not a dialect SQLAlchemy knows, and a URL without a driver means psycopg 3
+        # to SQLAlchemy 2.1: both get the driver transcriber installs (psycopg2).
+        scheme, sep, rest = value.partition("://")
+        dialect, _, driver = scheme.lower().partition("+")
+        if sep and dialect in ("postgres", "postgresql"):
+            return f"postgresql+{driver or 'psycopg2'}://{rest}"
+        return value
+
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().absolute()  # child processes may start elsewhere
@@ -197,7 +223,7 @@ class Settings(BaseSettings):
     @property
     def formats(self) -> tuple[str, ...]:
         """The output formats as a tuple, in the order given."""
-        return tuple(self.output_formats.split(",")) if self.output_formats else ()
+        return () if self.output_formats == "none" else tuple(self.output_formats.split(","))
 
 
 def load_settings(env_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -53,7 +53,19 @@ def test_default_database_is_sqlite_under_an_absolute_data_dir() -> None:
         ("WHISPER_DEVICE", " CUDA ", "whisper_device", "cuda"),
         ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
         ("OUTPUT_FORMATS", "SRT, txt,srt", "formats", ("srt", "txt")),  # order kept, duplicates dropped
-        ("OUTPUT_FORMATS", "", "formats", ()),
+        ("OUTPUT_FORMATS", "none", "formats", ()),  # no files, on purpose: the database keeps the transcript
+        ("OUTPUT_FORMATS", " None ", "output_formats", "none"),
+        # Heroku-style, and no driver (psycopg 3 to SQLAlchemy 2.1, not installed): the driver we install
+        ("DATABASE_URL", "postgres://u:p@h:5432/db", "database_url", "postgresql+psycopg2://u:p@h:5432/db"),
+        (
+            "DATABASE_URL",
+            "postgresql://u:postgres@h/postgres",
+            "database_url",
+            "postgresql+psycopg2://u:postgres@h/postgres",
+        ),
+        ("DATABASE_URL", "postgres+psycopg2://u:p@h/db", "database_url", "postgresql+psycopg2://u:p@h/db"),
+        ("DATABASE_URL", "postgresql+psycopg://u:p@h/db", "database_url", "postgresql+psycopg://u:p@h/db"),  # chosen
+        ("DATABASE_URL", "sqlite:////var/lib/t.db", "database_url", "sqlite:////var/lib/t.db"),
         ("WHISPER_MODEL_DIR", "  ", "whisper_model_dir", None),
         ("WHISPER_LANGUAGE", " EN ", "whisper_language", "en"),
         ("WHISPER_VAD_FILTER", "false", "whisper_vad_filter", False),
@@ -86,6 +98,14 @@ def test_environment_overrides(
         ({"STUCK_TIMEOUT_SECONDS": "20"}, "STUCK_TIMEOUT_SECONDS"),  # against the default 10 s heartbeat
         ({"DATABASE_URL": "nourl"}, "DATABASE_URL"),
         ({"CELERY_BROKER_URL": "localhost:6379"}, "CELERY_BROKER_URL"),
+        # Empty would be the working folder: the watcher would register whatever lies there.
+        ({"WATCH_DIR": ""}, "WATCH_DIR"),
+        ({"WATCH_DIR": "  "}, "WATCH_DIR"),
+        ({"OUTPUT_DIR": ""}, "OUTPUT_DIR"),
+        ({"DATA_DIR": ""}, "DATA_DIR"),
+        ({"OUTPUT_FORMATS": ""}, "OUTPUT_FORMATS"),
+        ({"OUTPUT_FORMATS": " , "}, "OUTPUT_FORMATS"),
+        ({"OUTPUT_FORMATS": "none,txt"}, "OUTPUT_FORMATS"),
     ],
 )
 def test_bad_value_is_one_line_naming_the_variable(
@@ -184,3 +204,29 @@ def test_missing_default_dot_env_is_fine() -> None:
 def test_keyword_overrides_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASK_MAX_RETRIES", "5")
     assert load_settings(task_max_retries=1).task_max_retries == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        (
+            "WATCH_DIR",
+            "WATCH_DIR= is invalid: expected a folder path, e.g. ./inbox (empty would mean the working folder)",
+        ),
+        ("OUTPUT_DIR", "OUTPUT_DIR= is invalid: expected a folder path, e.g. ./transcripts"),
+        (
+            "OUTPUT_FORMATS",
+            "OUTPUT_FORMATS= is invalid: expected a comma-separated list of txt, srt, vtt, json (or none",
+        ),
+    ],
+)
+def test_empty_folder_or_formats_says_what_to_write(
+    monkeypatch: pytest.MonkeyPatch, variable: str, expected: str
+) -> None:
+    assert config_error(monkeypatch, {variable: ""}).startswith(expected)
+
+
+def test_empty_watch_dir_in_dot_env_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("WATCH_DIR=\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^WATCH_DIR= is invalid"):
+        load_settings()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,20 @@ def render_srt(doc: TranscriptDoc) -> str:
 def render_vtt(doc: TranscriptDoc) -> str:
     cues = []
     for line in doc.lines():
-        text = f"<v {line.speaker}>{line.text}" if line.speaker else line.text  # WebVTT voice spans
+        text = vtt_escape(line.text)
+        if line.speaker:  # WebVTT voice spans
+            text = f"<v {vtt_escape(line.speaker)}>{text}"
         cues.append(f"{format_timestamp(line.start, '.')} --> {format_timestamp(line.end, '.')}\n{text}\n")
     return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def vtt_escape(text: str) -> str:
+    """Cue text as WebVTT reads it: ``&``, ``<``, ``>`` as character references, no blank line.
+
+    A bare ``<`` opens a tag and ``&`` a reference (players drop or garble the words); a blank line ends the cue.
+    """
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "\n".join(part for part in escaped.splitlines() if part.strip())
 
 
 def render_json(doc: TranscriptDoc) -> str:
@@ -126,22 +138,69 @@ def output_stem_str(output_dir: str, watch_dir: str, file_path: str, pathmod: Mo
     if relative == pathmod.pardir or relative.startswith(pathmod.pardir + pathmod.sep):
         relative = pathmod.basename(source)
     folder = pathmod.dirname(relative)
-    stem = pathmod.splitext(pathmod.basename(source))[0]
+    stem = fit_file_name(pathmod.splitext(pathmod.basename(source))[0], reserve=_LONGEST_SUFFIX)
     return pathmod.join(output_dir, folder, stem) if folder else pathmod.join(output_dir, stem)
 
 
+# One path component may hold 255 bytes on ext4, XFS, Btrfs and SMB shares; NTFS allows 255 UTF-16 units,
+# never fewer than the UTF-8 bytes of the same name, so counting UTF-8 bytes is safe everywhere.
+MAX_NAME_BYTES = 255
+_LONGEST_SUFFIX = max(len(f".{fmt}".encode()) for fmt in RENDERERS)
+
+
+def fit_file_name(stem: str, *, reserve: int) -> str:
+    """``stem`` as it is when ``reserve`` more bytes (the extension) still fit in one file name.
+
+    A longer one keeps its start, whole characters only, and ends in ``~`` and 12 hex digits of the
+    SHA-256 of the whole stem, so two long names that start alike still get files of their own.
+    """
+    budget = MAX_NAME_BYTES - reserve
+    if len(_name_bytes(stem)) <= budget:
+        return stem
+    tag = "~" + hashlib.sha256(_name_bytes(stem)).hexdigest()[:12]
+    kept, used = [], len(tag)
+    for char in stem:
+        used += len(_name_bytes(char))
+        if used > budget:
+            break
+        kept.append(char)
+    return "".join(kept) + tag
+
+
+def _name_bytes(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")  # os.fsdecode turns undecodable bytes into surrogates
+
+
 def write_atomic(path: Path, content: str) -> None:
-    """Write via a temp file in the same folder, then rename: readers never see half a file."""
+    """Write via a temp file in the same folder, then rename: readers never see half a file.
+
+    The file gets the permissions of any file this process creates (0666 less the umask), as
+    ``open()`` would give it: the operator's umask decides who may read transcripts.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(content)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; transcripts are for every reader of the folder
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temp(folder: Path) -> tuple[int, Path]:
+    """A new hidden file with a short name of fixed length (whatever the length of the target's).
+
+    Created with mode 0666 for the kernel to apply the umask: ``mkstemp`` makes 0600, and reading the
+    umask (``os.umask`` sets it to read it) races with the other threads of a worker.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
+    while True:
+        tmp = folder / f".{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # 64 random bits: only ever by chance
+            continue
 
 
 def write_outputs(doc: TranscriptDoc, stem: Path, formats: Sequence[str]) -> list[Path]:

@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from transcriber.errors import TranscriberError
 from transcriber.redact import redact_url
 from transcriber.retry import effective_time_limit, visibility_timeout_for
 from transcriber.settings import Settings
@@ -44,19 +46,29 @@ def limit_advice(*, timeout_seconds: int, realtime_factor: float, durations: lis
     speed = statistics.quantiles(speeds, n=10)[-1] if len(speeds) >= 10 else max(speeds)  # a slow-ish run
     if not durations:
         return Check("time limit", OK, f"speed {speed:.2f} s of work per s of audio; nothing waiting")
-    longest = max(durations)
-    needed = longest * speed * SAFETY_MARGIN
-    limit = effective_time_limit(timeout_seconds, realtime_factor, longest)
-    if limit is None or limit >= needed:
+
+    def needed(duration: float) -> float:  # one rule for the verdict, the count and the advice
+        return duration * speed * SAFETY_MARGIN
+
+    def short(duration: float) -> bool:
+        limit = effective_time_limit(timeout_seconds, realtime_factor, duration)
+        return limit is not None and limit < needed(duration)
+
+    too_long = [d for d in durations if short(d)]
+    if not too_long:
+        longest = max(durations)
+        limit = effective_time_limit(timeout_seconds, realtime_factor, longest)
         shown = "no limit" if limit is None else f"{limit:.0f}s"
-        return Check("time limit", OK, f"longest waiting {longest / 60:.1f} min needs ~{needed:.0f}s; limit {shown}")
-    too_long = sum(1 for d in durations if (effective_time_limit(timeout_seconds, realtime_factor, d) or 0) < d * speed)
+        return Check(
+            "time limit", OK, f"longest waiting {longest / 60:.1f} min needs ~{needed(longest):.0f}s; limit {shown}"
+        )
+    worst = max(too_long)
     return Check(
         "time limit",
         FAIL,
-        f"{too_long} queued/failed recording(s) cannot finish in one attempt: the longest ({longest / 60:.1f} min) "
-        f"needs ~{needed:.0f}s at {speed:.2f} s/s, TASK_TIMEOUT_SECONDS={timeout_seconds}; "
-        f"set TASK_TIMEOUT_SECONDS={math.ceil(needed / 60) * 60} or "
+        f"{len(too_long)} queued/failed recording(s) cannot finish in one attempt: the longest ({worst / 60:.1f} min) "
+        f"needs ~{needed(worst):.0f}s at {speed:.2f} s/s x {SAFETY_MARGIN} margin, "
+        f"TASK_TIMEOUT_SECONDS={timeout_seconds}; set TASK_TIMEOUT_SECONDS={math.ceil(needed(worst) / 60) * 60} or "
         f"TASK_TIMEOUT_REALTIME_FACTOR={math.ceil(speed * SAFETY_MARGIN * 10) / 10}",
     )
 
@@ -128,15 +140,18 @@ def check_broker(settings: Settings) -> Check:
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=5)
-    except Exception as exc:
-        return Check("broker", FAIL, f"{where} unreachable ({type(exc).__name__}): check CELERY_BROKER_URL")
+    except Exception as exc:  # kombu wraps some errors, not all (a TypeError for redis://...?password=...)
+        reason = (redact_url(str(exc)).strip().splitlines() or [""])[0]
+        shown = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+        return Check("broker", FAIL, f"{where} unreachable ({shown}): check CELERY_BROKER_URL")
     return Check("broker", OK, f"{where} reachable")
 
 
 def check_model(settings: Settings) -> Check:
-    from transcriber.model_store import ensure_available
+    from transcriber.model_store import ensure_available, ensure_device
     from transcriber.runner import SupervisedModel, model_config_for
 
+    ensure_device(settings.whisper_device)  # the same refusal as 'transcriber worker'
     began = time.monotonic()
     ensure_available(settings.whisper_model, settings.whisper_model_dir)
     runner = SupervisedModel(model_config_for(settings))
@@ -183,6 +198,21 @@ def check_beat(settings: Settings, sessions: sessionmaker[Session], now: datetim
     return Check("beat", OK, f"last cleanup {age.total_seconds():.0f}s ago")
 
 
+def explain_failure(exc: Exception) -> str:
+    """Why a check could not run, in one line with no password: what to do when we know it."""
+    if isinstance(exc, TranscriberError):
+        return str(exc)
+    cause = getattr(exc, "orig", None) or exc
+    first = (redact_url(str(cause)).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, ProgrammingError) and "relation" in first and "does not exist" in first:
+        return f"the database has no transcriber tables yet ({first}): run 'transcriber db upgrade'"
+    if isinstance(exc, OperationalError):
+        if "no such table" in first:
+            return f"the database has no transcriber tables yet ({first}): run 'transcriber db upgrade'"
+        return f"cannot reach the database: {first} (check DATABASE_URL and that it is up)"
+    return f"{type(exc).__name__}: {first}"
+
+
 def run_checks(settings: Settings, *, now: datetime, include_model: bool = True) -> list[Check]:
     """All checks, in the order an operator would fix them; one failing does not hide the others."""
     from transcriber.db import make_engine, make_session_factory
@@ -214,8 +244,7 @@ def run_checks(settings: Settings, *, now: datetime, include_model: bool = True)
             try:
                 result = step()
             except Exception as exc:  # a check that cannot run is a failed check, with its reason
-                first = (redact_url(str(exc)).splitlines() or [""])[0]
-                result = Check(name, FAIL, f"{type(exc).__name__}: {first}")
+                result = Check(name, FAIL, explain_failure(exc))
             checks.extend(result if isinstance(result, list) else [result])
     finally:
         engine.dispose()

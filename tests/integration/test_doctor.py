@@ -6,13 +6,18 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import create_engine, text
 
 from transcriber import lifecycle
 from transcriber.db import make_engine, make_session_factory, transaction
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
 
@@ -83,3 +88,67 @@ def test_doctor_names_a_database_or_broker_that_is_down(pg_url: str, redis_url: 
     code, checks = doctor({**env, "DATABASE_URL": "postgresql+psycopg2://app:s3cret@127.0.0.1:1/x"}, "--no-model")
     assert code == 1 and checks["database"]["status"] == "fail" and checks["broker"]["status"] == "ok"
     assert "s3cret" not in json.dumps(checks)
+
+
+def doctor_text(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TRANSCRIBER, "doctor", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[str]:
+    """A Postgres database nobody ran 'transcriber db upgrade' on."""
+    name = f"transcriber_t_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_doctor_before_db_upgrade_says_so_in_one_line_each(database: str, empty_postgres: str, tmp_path: Path) -> None:
+    url = empty_postgres if database == "postgresql" else f"sqlite:///{tmp_path / 'new.db'}"
+    (tmp_path / "in").mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": url, "WATCH_DIR": str(tmp_path / "in"),
+           "OUTPUT_DIR": str(tmp_path / "out"), "DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    done = doctor_text(env, "--no-model")
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    by_name = {line[6:17].strip(): line for line in lines}
+    for name in ("database", "beat", "time limit"):
+        assert by_name[name].startswith("FAIL") and "run 'transcriber db upgrade'" in by_name[name], done.stdout
+    assert "Error" not in done.stdout and "Traceback" not in done.stderr  # no ProgrammingError, no raw SQL
+    assert "[SQL:" not in done.stdout and len(lines) == len(by_name)
+
+
+def test_doctor_masks_passwords_in_query_strings(pg_url: str, redis_url: str, tmp_path: Path) -> None:
+    """libpq and redis-py take ?password=...: doctor shows the URLs, never that value."""
+    (tmp_path / "in").mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WATCH_DIR": str(tmp_path / "in"),
+           "OUTPUT_DIR": str(tmp_path / "out"), "DATABASE_URL": f"{pg_url}?password=s3cret-db&sslmode=disable",
+           "CELERY_BROKER_URL": f"{redis_url}?password=s3cret-redis"}  # fmt: skip
+    for urls in (
+        {},  # reachable: the URLs are shown in the OK lines
+        {
+            "DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:1/x?password=s3cret-db",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:1/0?password=s3cret-redis",
+        },  # fmt: skip
+    ):
+        for args in (["--no-model"], ["--no-model", "--json"]):
+            done = doctor_text({**env, **urls}, *args)
+            output = done.stdout + done.stderr
+            assert "password=***" in output, output
+            assert "s3cret" not in output, output
+
+
+def test_doctor_fails_the_model_check_for_cuda_without_a_gpu(pg_url: str, tmp_path: Path) -> None:
+    from transcriber.runner import cuda_available
+
+    assert not cuda_available(), "this test is about a machine without a GPU"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": pg_url, "WHISPER_DEVICE": "cuda",
+           "WHISPER_MODEL": "tiny.en"}  # fmt: skip
+    _, checks = doctor(env)
+    assert checks["model"]["status"] == "fail"
+    assert checks["model"]["detail"].startswith("WHISPER_DEVICE=cuda but CTranslate2 sees no CUDA GPU")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from transcriber.doctor import FAIL, OK, limit_advice
 from transcriber.report import estimate_finish
 from transcriber.settings import Settings
@@ -51,3 +53,34 @@ def test_a_visibility_timeout_shorter_than_an_attempt_is_named() -> None:
     assert "set it to 0 (derived: 43200s)" in short.detail
     unbounded = visibility_advice(override=86400, timeout_seconds=7200, realtime_factor=1.0)
     assert unbounded.status == WARN and "has no fixed limit" in unbounded.detail
+
+
+@pytest.mark.parametrize(
+    ("timeout", "factor", "durations", "status", "count"),
+    [
+        # speed 0.6 s/s, margin 1.5: a recording needs 0.9 x its duration
+        (2000, 0, [3000], FAIL, 1),  # 1800 s of work fits, not with the margin (2700): it used to say "0 ..."
+        (2000, 0, [3000, 3500], FAIL, 2),  # the count uses the margin too (it used to count 1)
+        (2000, 0, [2000, 2222], OK, 0),  # needs 1800 and 1999.8
+        (1800, 0, [2000], OK, 0),  # needs exactly 1800
+        (1800, 0, [2001], FAIL, 1),
+        (1799, 0, [600, 1000, 2000, 2100], FAIL, 2),
+        (1000, 0.9, [3600, 7200], OK, 0),  # the factor gives each its 0.9 x duration
+        (1000, 0.8, [1000, 3600], FAIL, 1),  # 1000 s of audio: limit 1000 >= 900; 3600 s: 2880 < 3240
+        (0, 0, [99999], OK, 0),  # no limit
+    ],
+)
+def test_verdict_count_and_advice_use_one_margin(
+    timeout: int, factor: float, durations: list[float], status: str, count: int
+) -> None:
+    check = limit_advice(timeout_seconds=timeout, realtime_factor=factor, durations=durations, speeds=[0.6] * 20)
+    assert check.status == status
+    if status == FAIL:
+        assert check.detail.startswith(f"{count} queued/failed recording(s) cannot finish in one attempt")
+        # The advice, applied, makes every one of them fit: the check then passes.
+        advised = int(check.detail.split("set TASK_TIMEOUT_SECONDS=")[1].split()[0])
+        assert limit_advice(timeout_seconds=advised, realtime_factor=factor, durations=durations,
+                            speeds=[0.6] * 20).status == OK  # fmt: skip
+        advised_factor = float(check.detail.split("TASK_TIMEOUT_REALTIME_FACTOR=")[1])
+        assert limit_advice(timeout_seconds=timeout, realtime_factor=advised_factor, durations=durations,
+                            speeds=[0.6] * 20).status == OK  # fmt: skip

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import click
 from celery import Celery
+from celery.signals import import_modules
 from kombu import Queue
 
 from transcriber.errors import ConfigError
@@ -39,6 +41,12 @@ def current_settings() -> Settings:
         except ConfigError as exc:
             print(f"transcriber: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+        if _settings.embedded_broker:  # only the Celery CLI gets here: every transcriber command hands its own
+            print(
+                f"transcriber: no CELERY_BROKER_URL in the environment or .env: using the folder broker under "
+                f"{_settings.broker_dir}; set CELERY_BROKER_URL=redis://... (or TRANSCRIBER_ENV_FILE, or celery -b)",
+                file=sys.stderr,
+            )
     return _settings
 
 
@@ -107,3 +115,54 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 app.add_defaults(lambda: celery_config(current_settings()))
+
+
+# ---------------------------------------------------------------- Flower
+# 'celery -A transcriber.celery_app flower' and 'transcriber flower' both pass here. Flower 2 reads its options
+# from its command line, FLOWER_* variables and flowerconfig.py, never from the app's conf, and parses them
+# before it builds its web application, which imports the app's task modules: at that import (the
+# import_modules signal) the options are final and nothing listens yet.
+
+INSECURE_FLOWER = "--insecure-no-auth"
+# The file name (the task's kwargs) and the outcome (Result) in the task list. Flower shows the fields of
+# Celery's own events only: the progress of a running call (task-progress events) reaches it as state PROGRESS,
+# its figures only 'celery events' and 'transcriber status' (Flower keeps them, but on no page).
+FLOWER_TASKS_COLUMNS = "name,uuid,state,kwargs,result,received,started,runtime,worker"
+_FLOWER_DEFAULT_COLUMNS = "name,uuid,state,received,runtime,worker"  # Flower 2's own default
+
+
+def secure_flower(options: Any, settings: Settings, *, insecure: bool) -> str | None:
+    """Put our defaults on Flower's parsed ``options``; return why it must not start, or ``None``.
+
+    127.0.0.1 unless an address (or a unix socket) was given, since Flower's default is every interface;
+    FLOWER_BASIC_AUTH from the settings (.env included, which Flower does not read); and no start without
+    basic auth or OAuth unless ``--insecure-no-auth`` was asked for.
+    """
+    if not options.address and not options.unix_socket:
+        options.address = "127.0.0.1"
+    basic = [pair for pair in settings.flower_basic_auth.get_secret_value().split(",") if pair.strip()]
+    if basic and not options.basic_auth:
+        options.basic_auth = basic
+    if options.tasks_columns == _FLOWER_DEFAULT_COLUMNS:
+        options.tasks_columns = FLOWER_TASKS_COLUMNS
+    if options.basic_auth or options.auth or insecure:
+        return None
+    return (
+        "Flower needs authentication: set FLOWER_BASIC_AUTH=user:password in .env, pass Flower's OAuth "
+        f"options (--auth=... with FLOWER_OAUTH2_* variables), or start it with {INSECURE_FLOWER}"
+    )
+
+
+@import_modules.connect
+def _secure_flower(**_: Any) -> None:
+    context = click.get_current_context(silent=True)
+    if context is None or context.command.name != "flower":  # a worker, beat, inspect ...
+        return
+    from flower.options import options  # Flower's (tornado's) options, parsed by now
+
+    problem = secure_flower(
+        options, current_settings(), insecure=INSECURE_FLOWER in context.params.get("tornado_argv", ())
+    )
+    if problem:
+        print(f"transcriber: configuration error: {problem}", file=sys.stderr)
+        raise SystemExit(2)

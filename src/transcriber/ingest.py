@@ -20,7 +20,6 @@ import os
 import signal
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from transcriber import lifecycle
 from transcriber.audio import in_use, is_media_file, probe_duration, sha256_of, unread_key
 from transcriber.db import describe_error, transaction
 from transcriber.lifecycle import NewFile, Registered
+from transcriber.names import printable, readable_path, real_path
 from transcriber.tables import Recording, utcnow
 
 log = logging.getLogger(__name__)
@@ -71,67 +71,6 @@ def settle_time(base: float, changes: int, cap: float = SETTLE_CAP_SECONDS) -> f
     """How long a path must look the same: ``base``, doubled for each time it changed after it was
     registered (a file written in bursts, with pauses longer than ``base``), up to ``cap`` (never below ``base``)."""
     return min(base * 2.0 ** min(changes, 64), max(base, cap))
-
-
-# ---------------------------------------------------------------- names that are not text
-
-# Characters that would break a log line or a table: controls, lone surrogates, line and paragraph separators.
-_UNPRINTABLE = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as os.fsdecode escapes it
-        return f"\\x{code - 0xDC00:02x}"
-    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def printable(text: str) -> str:
-    """``text`` fit for one log line or a database column: never a surrogate, never a line break.
-
-    Bytes of a file name that are not UTF-8 show as ``\\xfc``, control characters as ``\\n`` or ``\\x07``.
-    """
-    if text.isprintable():
-        return text
-    return "".join(_escape(c) if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
-
-
-def _decode_name(raw: bytes) -> str:
-    """One path component as text: UTF-8, else Windows-1252 (what SMB shares hold), else Latin-1 (never fails)."""
-    for codec in ("utf-8", "cp1252"):
-        try:
-            return raw.decode(codec)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("latin-1")
-
-
-def readable_path(path: str) -> str:
-    """The path as text to store and show: ``Anruf M\\xfcller.m4a`` (Latin-1 bytes) reads ``Anruf Müller.m4a``.
-
-    Each component is decoded on its own (a UTF-8 folder may hold a Latin-1 name); control
-    characters are escaped (``\\n``). A path that is readable already is returned as it is.
-    """
-    if path.isprintable():
-        return path
-    parts = os.fsencode(path).split(os.sep.encode())
-    return os.sep.join(printable(_decode_name(part)) for part in parts)
-
-
-def path_bytes(path: str) -> bytes | None:
-    """The exact bytes of ``path`` when ``readable_path`` had to change it, else ``None``."""
-    return None if readable_path(path) == path else os.fsencode(path)
-
-
-def real_path(stored_path: str, stored_bytes: bytes | None) -> str:
-    """The path to open for a recording, from its ``file_path`` and ``file_path_bytes`` columns.
-
-    ``stored_path`` is the readable form; where the name was not readable as it is, the
-    exact bytes were kept and give the real name back (a ``str`` with surrogate escapes,
-    which ``open``, ``os.stat`` and PyAV take).
-    """
-    return os.fsdecode(stored_bytes) if stored_bytes is not None else stored_path
 
 
 # ---------------------------------------------------------------- the folder

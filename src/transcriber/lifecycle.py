@@ -8,7 +8,13 @@ Life of a recording::
         processing --fail (retryable, retries left)--> queued (+backoff) --dispatch--> ...
         processing --fail (permanent, or retries spent)--> failed (cause kept)
         processing --rescue_stuck (no heartbeat)--> queued / failed, attempt "lost"
+        any --reset / skip--> queued (error and retries cleared) / skipped; a running attempt is closed "lost"
         any --operator SQL--> queued (dispatch picks it up) or skipped (out for good)
+
+A running attempt whose recording was changed under it (reset, skip, SQL) finds out
+at its next heartbeat (the fence), writes nothing more and closes its own attempt
+(``abandon_attempt``); a claim closes any attempt still marked running, so two
+attempts of one recording never overlap.
 
 Every state change is one transaction with a compare-and-set on status, and every
 write by a running attempt is fenced by ``current_attempt_id``: a worker whose
@@ -21,20 +27,24 @@ from __future__ import annotations
 
 import enum
 import logging
+import random
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
+from transcriber.names import printable, real_path
 from transcriber.quality import ScoredSegment, assess
 from transcriber.retry import RetryDecision, decide_after_error
+from transcriber.segments import Segment, transcript_text
 from transcriber.settings import Settings
-from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, Segment, ServiceRun
+from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, ServiceRun
+from transcriber.tables import Segment as SegmentRow
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +81,12 @@ class Claim:
     resume_from: float
     next_segment_idx: int
     claimed_at: datetime | None = None
+    file_path_bytes: bytes | None = None  # the exact name where ``file_path`` is only its readable form
 
-
-@dataclass(frozen=True)
-class SegmentData:
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
-    avg_logprob: float | None = None
-    no_speech_prob: float | None = None
-    words: str | None = None  # JSON, when word timestamps are on
+    @property
+    def real_path(self) -> str:
+        """The path to open (``file_path`` is what is stored and shown)."""
+        return real_path(self.file_path, self.file_path_bytes)
 
 
 # ---------------------------------------------------------------- registration
@@ -100,7 +105,7 @@ class NewFile:
     """A settled file, hashed and probed, to become a queued recording.
 
     ``file_path`` and ``file_name`` are readable text; ``file_path_bytes`` is the exact
-    path where that differs (see ``ingest.readable_path``). ``replaces`` is the recording
+    path where that differs (see ``names.readable_path``). ``replaces`` is the recording
     this path registered before: while no attempt has claimed it, it takes the new content
     instead of a second recording being made.
     """
@@ -258,13 +263,17 @@ def find_dispatchable(
 
     ``live_task_ids`` are the task ids the broker holds (queued or reserved); a
     recording whose last dispatched ``task_id`` is not among them has no message
-    (never sent, consumed, reset by SQL, or lost with a Redis flush). ``None``
-    means the broker could not be inspected: then only never-dispatched ones count.
+    (never sent, consumed, reset by SQL, or lost with a Redis flush). A task id that
+    an attempt already claimed is spent even if the broker still holds it (the
+    unacknowledged message of a worker that died, or of one still running when an
+    operator set its recording back to ``queued`` in SQL). ``None`` means the broker
+    could not be inspected: then only never-dispatched and spent ones count.
     A task id given less than ``send_grace`` seconds ago is left alone: its sender
     (the watcher, another dispatch) commits first and sends a moment later.
     """
+    claimed = exists().where(Attempt.recording_id == Recording.id, Attempt.task_id == Recording.task_id)
     query = (
-        select(Recording.id, Recording.task_id, Recording.file_name, Recording.dispatched_at)
+        select(Recording.id, Recording.task_id, Recording.file_name, Recording.dispatched_at, claimed.label("spent"))
         .where(Recording.status == RecordingStatus.QUEUED.value)
         .where(or_(Recording.not_before.is_(None), Recording.not_before <= now))
         .order_by(Recording.created_at)
@@ -274,8 +283,9 @@ def find_dispatchable(
     rows = session.execute(query).all()
     return [
         (rid, tid, name)
-        for rid, tid, name, handed in rows
+        for rid, tid, name, handed, spent in rows
         if tid is None
+        or spent
         or (live_task_ids is not None and tid not in live_task_ids and (handed is None or handed <= settled_before))
     ]
 
@@ -348,17 +358,19 @@ def claim_recording(
             Recording.duration_seconds,
             Recording.file_size,
             Recording.content_sha256,
+            Recording.file_path_bytes,
         )
         .execution_options(synchronize_session=False)
     ).first()
     if claimed is None:
         return None
-    file_path, file_name, duration, file_size, content_sha256 = claimed
+    file_path, file_name, duration, file_size, content_sha256, raw_path = claimed
     number = (
         session.scalar(select(func.coalesce(func.max(Attempt.attempt), 0)).where(Attempt.recording_id == recording_id))
         or 0
     ) + 1
     resume_from, next_idx = _resume_point(session, recording_id)
+    _close_orphans(session, recording_id, now=now, by=number)
     attempt_id = session.execute(
         insert(Attempt)
         .values(
@@ -380,8 +392,27 @@ def claim_recording(
     )
     return Claim(
         recording_id, attempt_id, number, file_path, file_name, file_size, content_sha256, duration, resume_from,
-        next_idx, now,
+        next_idx, now, raw_path,
     )  # fmt: skip
+
+
+def _close_orphans(session: Session, recording_id: uuid.UUID, *, now: datetime, by: int) -> None:
+    """Close attempts still marked running: the recording was queued, so none of them holds it any more.
+
+    They are left by an operator who set a processing recording back to ``queued`` in
+    SQL while its worker ran; that worker stops at its next heartbeat. Closing them here
+    keeps two attempts of one recording from ever overlapping in ``attempts``.
+    """
+    session.execute(
+        update(Attempt)
+        .where(Attempt.recording_id == recording_id, Attempt.outcome == AttemptOutcome.RUNNING.value)
+        .values(
+            outcome=AttemptOutcome.LOST.value,
+            finished_at=now,
+            error_message=f"Superseded: the recording was queued again while this attempt ran; attempt {by} took it",
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _resume_point(session: Session, recording_id: uuid.UUID) -> tuple[float, int]:
@@ -397,10 +428,12 @@ def _resume_point(session: Session, recording_id: uuid.UUID) -> tuple[float, int
         .limit(1)
     )
     if last_outcome == AttemptOutcome.SUCCEEDED.value:
-        session.execute(delete(Segment).where(Segment.recording_id == recording_id))
+        session.execute(delete(SegmentRow).where(SegmentRow.recording_id == recording_id))
         return 0.0, 0
     row = session.execute(
-        select(func.max(Segment.end), func.count(), func.max(Segment.idx)).where(Segment.recording_id == recording_id)
+        select(func.max(SegmentRow.end), func.count(), func.max(SegmentRow.idx)).where(
+            SegmentRow.recording_id == recording_id
+        )
     ).one()
     if not row[1]:
         return 0.0, 0
@@ -426,7 +459,7 @@ def save_progress(
     *,
     now: datetime,
     first_idx: int,
-    segments: Sequence[SegmentData],
+    segments: Sequence[Segment],
     progress_seconds: float | None,
 ) -> None:
     """Heartbeat, and save the segments produced since the last call (fenced).
@@ -439,7 +472,7 @@ def save_progress(
     _fenced_recording_update(session, claim, **values)
     if segments:
         session.execute(
-            insert(Segment),
+            insert(SegmentRow),
             [
                 {
                     "recording_id": claim.recording_id,
@@ -451,7 +484,7 @@ def save_progress(
                     "speaker": seg.speaker,
                     "avg_logprob": seg.avg_logprob,
                     "no_speech_prob": seg.no_speech_prob,
-                    "words": seg.words,
+                    "words": seg.words_json(),
                 }
                 for i, seg in enumerate(segments)
             ],
@@ -487,25 +520,21 @@ def complete_recording(
     claim: Claim,
     *,
     now: datetime,
+    segments: Sequence[Segment],
     language: str | None,
     duration_seconds: float | None,
     language_probability: float | None = None,
     speech_seconds: float | None = None,
     channels: int | None = None,
 ) -> str:
-    """Mark the recording completed with the transcript assembled from its segments, and its quality figures."""
-    rows = session.execute(
-        select(Segment.start, Segment.end, Segment.text, Segment.avg_logprob, Segment.no_speech_prob, Segment.speaker)
-        .where(Segment.recording_id == claim.recording_id)
-        .order_by(Segment.idx)
-    ).all()
-    spoken = [r for r in rows if r.text.strip()]
-    if any(r.speaker for r in spoken):  # a two-channel call reads as a conversation
-        transcript = "\n".join(f"{r.speaker}: {r.text.strip()}" for r in spoken)
-    else:
-        transcript = " ".join(r.text.strip() for r in spoken)
+    """Mark the recording completed with its transcript and quality figures.
+
+    ``segments`` are the ones saved for it (``transcripts.load_segments``), read once by
+    the caller, who wrote the output files from the same read.
+    """
+    transcript = transcript_text(segments)
     figures = assess(
-        [ScoredSegment(r.start, r.end, r.text, r.avg_logprob, r.no_speech_prob) for r in rows],
+        [ScoredSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob) for s in segments],
         speech_seconds=speech_seconds,
         language_probability=language_probability,
     )
@@ -545,7 +574,7 @@ def fail_attempt(
 ) -> RecordingStatus:
     """Close the attempt with its own error; requeue with backoff or fail with the cause."""
     retryable = isinstance(error, RetryableError)
-    cause = str(error) or type(error).__name__
+    cause = printable(str(error) or type(error).__name__)  # no NUL, surrogate or line break in a column
     retry_count = session.scalar(select(Recording.retry_count).where(Recording.id == claim.recording_id)) or 0
     decision = decide_after_error(
         cause=cause,
@@ -555,6 +584,7 @@ def fail_attempt(
         now=now,
         backoff_base=policy.backoff_base,
         backoff_cap=policy.backoff_cap,
+        jitter=random.random(),
     )
     _fenced_recording_update(session, claim, **_decision_values(decision, now))
     _close_attempt(session, claim.attempt_id, now=now, outcome=outcome_for(error), error=cause, end=None)
@@ -570,6 +600,25 @@ def release_claim(session: Session, claim: Claim, *, now: datetime, reason: str)
         session, claim, status=RecordingStatus.QUEUED.value, not_before=None, task_id=None, updated_at=now
     )
     _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.LOST, error=reason, end=None)
+
+
+def abandon_attempt(session: Session, claim: Claim, *, now: datetime) -> str:
+    """Close an attempt whose recording was taken from it (skip, reset, SQL, rescue); returns why.
+
+    Only the attempt row is written, and only while it is still ``running``: the
+    recording belongs to someone else now.
+    """
+    row = session.execute(
+        select(Recording.status, Recording.current_attempt_id).where(Recording.id == claim.recording_id)
+    ).first()
+    if row is None:
+        reason = "Lease lost: the recording was deleted while this attempt ran"
+    elif row.current_attempt_id not in (None, claim.attempt_id):
+        reason = f"Lease lost: the recording was handed to another attempt (now {row.status})"
+    else:
+        reason = f"Lease lost: the recording was set to {row.status} while this attempt ran; its work was dropped"
+    _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.LOST, error=reason, end=None)
+    return reason
 
 
 def _decision_values(decision: RetryDecision, now: datetime) -> dict[str, object]:
@@ -644,6 +693,7 @@ def rescue_stuck(session: Session, *, now: datetime, stuck_timeout: float, polic
             now=now,
             backoff_base=policy.backoff_base,
             backoff_cap=policy.backoff_cap,
+            jitter=random.random(),
         )
         fence = (
             Recording.current_attempt_id.is_(None) if attempt_id is None else Recording.current_attempt_id == attempt_id
@@ -683,44 +733,54 @@ def reset_recordings(
     """What operators do in SQL: back to ``queued`` with no error and ``retry_count = 0``.
 
     ``failed=True`` takes every failed recording; ``ids`` take those recordings in any
-    status but ``processing`` (a running attempt is left alone: it finishes or is rescued).
+    status. A processing one is taken from its attempt, which is closed as ``lost``;
+    its worker notices at its next heartbeat and writes nothing more. The old task id
+    is cleared, so dispatch sends a fresh message at once.
     """
     condition = Recording.status == RecordingStatus.FAILED.value if failed else Recording.id.in_(list(ids))
     return _set_status(
         session,
-        condition & (Recording.status != RecordingStatus.PROCESSING.value),
+        condition,
         RecordingStatus.QUEUED,
         now,
+        reason="Reset by an operator while this attempt ran",
         error_message=None,
         retry_count=0,
         not_before=None,
+        task_id=None,
     )
 
 
 def skip_recordings(session: Session, *, now: datetime, ids: Sequence[uuid.UUID]) -> list[Changed]:
-    """Take recordings out for good (``skipped``); a running attempt's writes are then fenced off."""
+    """Take recordings out for good (``skipped``); a running attempt is closed and its writes fenced off."""
     return _set_status(
         session,
         Recording.id.in_(list(ids)) & (Recording.status != RecordingStatus.SKIPPED.value),
         RecordingStatus.SKIPPED,
         now,
+        reason="Skipped by an operator while this attempt ran",
     )
 
 
 def _set_status(
-    session: Session, condition: object, status: RecordingStatus, now: datetime, **values: object
+    session: Session, condition: object, status: RecordingStatus, now: datetime, *, reason: str, **values: object
 ) -> list[Changed]:
     rows = session.execute(
-        select(Recording.id, Recording.file_name, Recording.status).where(condition).with_for_update()  # type: ignore[arg-type]
+        select(Recording.id, Recording.file_name, Recording.status, Recording.current_attempt_id)
+        .where(condition)  # type: ignore[arg-type]
+        .with_for_update()
     ).all()
     if not rows:
         return []
     session.execute(
         update(Recording)
         .where(Recording.id.in_([r.id for r in rows]), condition)  # type: ignore[arg-type]
-        .values(status=status.value, updated_at=now, **values)
+        .values(status=status.value, updated_at=now, current_attempt_id=None, **values)
         .execution_options(synchronize_session=False)
     )
+    for r in rows:
+        if r.status == RecordingStatus.PROCESSING.value and r.current_attempt_id is not None:
+            _close_attempt(session, r.current_attempt_id, now=now, outcome=AttemptOutcome.LOST, error=reason, end=None)
     return [Changed(r.id, r.file_name, r.status, status.value) for r in rows]
 
 

@@ -107,7 +107,7 @@ class Recording(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     file_path: Mapped[str] = mapped_column(Text)  # readable: what operators see and outputs are named after
     # The exact path (os.fsencode) where it is not readable as text: a name that is not UTF-8 or holds
-    # control characters. NULL for every other file. ``ingest.real_path`` gives the path to open.
+    # control characters. NULL for every other file. ``names.real_path`` gives the path to open.
     file_path_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     file_name: Mapped[str] = mapped_column(Text)
     file_size: Mapped[int] = mapped_column(BigInteger)

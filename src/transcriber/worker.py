@@ -175,13 +175,18 @@ def run_attempt(
         return AttemptReport(recording_id, None, error=why)
     log.info("recording %s attempt %d: %s from %.1fs", recording_id, claim.attempt, claim.file_name, claim.resume_from)
     try:
-        return _attempt(ctx, runner, claim, now, on_progress)
-    except LeaseLost as exc:
-        return _abandon(ctx, claim, exc, now)
-    except Interrupted:
-        return _release(ctx, claim, now)
-    except Exception as exc:  # the boundary: whatever ended the attempt is its recorded cause
-        return _fail(ctx, claim, as_attempt_error(exc), now)
+        try:
+            return _attempt(ctx, runner, claim, now, on_progress)
+        except LeaseLost as exc:
+            return _abandon(ctx, claim, exc, now)
+        except Interrupted:
+            return _release(ctx, claim, now)
+        except Exception as exc:  # the boundary: whatever ended the attempt is its recorded cause
+            return _fail(ctx, claim, as_attempt_error(exc), now)
+    except OperationalError as exc:  # the database stayed away longer than STUCK_TIMEOUT_SECONDS
+        why = f"database unavailable ({describe_error(exc)}); the stuck rescue requeues the recording"
+        log.error("recording %s attempt %d: %s", recording_id, claim.attempt, why)
+        return AttemptReport(recording_id, AttemptOutcome.LOST, None, why)
     except BaseException:  # a cold shutdown (SystemExit) mid-attempt: hand the recording back if we can
         with contextlib.suppress(Exception):
             _release(ctx, claim, now)
@@ -195,8 +200,8 @@ def _attempt(
     now: Callable[[], datetime],
     on_progress: Callable[[float, float | None], None] | None,
 ) -> AttemptReport:
-    check_inside(claim.file_path, ctx.settings.watch_dir)
-    before = check_same_audio(claim.file_path, size=claim.file_size, content_key=claim.content_sha256)
+    check_inside(claim.real_path, ctx.settings.watch_dir)
+    before = check_same_audio(claim.real_path, size=claim.file_size, content_key=claim.content_sha256)
     progress = _transcribe(ctx, runner, claim, now, on_progress)
     _complete(ctx, claim, progress, before, now)
     log.info("recording %s completed", claim.recording_id)
@@ -237,7 +242,7 @@ def _complete(
     assert done is not None
     persist(ctx, f"recording {claim.recording_id}: saving the last segments", progress.save)
     progress.saved()
-    check_unchanged_since(claim.file_path, before)
+    check_unchanged_since(claim.real_path, before)
 
     def write(session: Session) -> None:
         lifecycle.save_progress(
@@ -383,7 +388,7 @@ def _transcribe(
     deadline = Deadline(limit_for, claim.duration_seconds)
     progress = _Progress(ctx, claim, deadline, now, on_progress)
     progress.flush()  # the limit is on the attempt row from its first second
-    request = Request(claim.file_path, claim.resume_from, decode_options(settings))
+    request = Request(claim.real_path, claim.resume_from, decode_options(settings))
     try:
         with contextlib.closing(
             runner.transcribe(request, deadline=deadline, tick=settings.heartbeat_seconds)

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import ingest
 from transcriber.audio import sha256_of
-from transcriber.ingest import Ingester, real_path, run_watch_loop
+from transcriber.ingest import Ingester, run_watch_loop
+from transcriber.names import real_path
 from transcriber.tables import Recording
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="Windows names are UTF-16: they are never bytes that fail")

@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from transcriber.ingest import path_bytes, printable, readable_path, real_path, settle_time
+from transcriber.ingest import settle_time
+from transcriber.names import path_bytes, printable, readable_path, real_path
 
 LATIN1 = os.fsdecode(b"/in/Anruf M\xfcller 0586469010.m4a")  # a Latin-1 name, as SMB shares hold them
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,13 +22,32 @@ from sqlalchemy.orm import Session
 from transcriber.errors import ConfigError, TranscriberError
 from transcriber.redact import redact_text
 from transcriber.settings import Settings, load_settings
+from transcriber.tables import RecordingStatus
 
 log = logging.getLogger("transcriber")
 
 Handler = Callable[[Settings, argparse.Namespace, list[str]], int]
 
 
+# What a shell reports for a command whose reader went away (``transcriber status | head``), like coreutils.
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:  # also after argparse's exit: a reader that left shows here, not as "Exception ignored" at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Nothing more can be shown; point stdout at devnull so the interpreter's last flush is quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
@@ -38,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(settings, args, extra) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:
         if args.debug:
             raise
@@ -91,12 +113,22 @@ def _parser() -> argparse.ArgumentParser:
     db = add("db", _db_upgrade, "database schema")
     db.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the newest schema")
     for name, func, text in (
-        ("worker", _worker, "run a Celery worker (extra arguments go to Celery, e.g. --pool=solo)"),
-        ("beat", _beat, "run Celery beat: stuck rescue and dispatch (run exactly one)"),
+        ("worker", _worker, "run a Celery worker (extra arguments go to Celery, e.g. --pool=solo; --help: Celery's)"),
+        ("beat", _beat, "run Celery beat: stuck rescue and dispatch (run exactly one; schedule file in DATA_DIR)"),
     ):
         add(name, func, text, add_help=False).set_defaults(passthrough=True)
-    flower = add("flower", _flower, "Flower on 127.0.0.1:5555, refusing to start without authentication",
-                 add_help=False)  # fmt: skip
+    flower = add(
+        "flower",
+        _flower,
+        "Flower on 127.0.0.1:5555, refusing to start without authentication",
+        epilog="Other arguments go to Flower as --name=value: --port=5556, --address=0.0.0.0 (every interface), "
+        "--auth=REGEX with FLOWER_OAUTH2_KEY/SECRET/REDIRECT_URI and --auth_provider, --url_prefix, --persistent, "
+        "--tasks_columns, ... (https://flower.readthedocs.io/en/latest/config.html). FLOWER_BASIC_AUTH=user:password "
+        "comes from the environment or .env and never appears in the process list.",
+    )
+    flower.add_argument(
+        "--insecure-no-auth", action="store_true", help="start without authentication (anyone who reaches the port)"
+    )
     flower.set_defaults(passthrough=True)
     doctor = add("doctor", _doctor, "pre-flight check: settings, database, broker, model, folders, beat, time limit")
     doctor.add_argument("--no-model", action="store_true", help="skip loading the model")
@@ -104,27 +136,39 @@ def _parser() -> argparse.ArgumentParser:
     watch = add("watch", _watch, "register files dropped into WATCH_DIR as queued recordings")
     watch.add_argument("--once", action="store_true", help="scan once and exit")
 
+    one_ref = "a recording: its id (or the first characters of it), its file name, or a unique piece of the name"
+    refs = "recordings: ids (or their first characters), file names, or unique pieces of names"
     status = add("status", _status, "counts by status, what is running, runs that failed; or one recording")
-    status.add_argument("recording", nargs="?", help="a recording id (or its first characters)")
+    status.add_argument("recording", nargs="?", help=one_ref)
     status.add_argument("--needs-review", action="store_true", help="transcripts whose quality figures are off")
+    listing = add("list", _list, "recordings of every status, newest registered first, with filters")
+    listing.add_argument("--status", action="append", metavar="STATUS",
+                         help=f"only these ({', '.join(s.value for s in RecordingStatus)}); repeatable or "
+                              "comma-separated")  # fmt: skip
+    listing.add_argument("--name", help="only file names containing this (any case)")
+    listing.add_argument(
+        "--since", metavar="WHEN", help="registered at or after: 2026-03-01 or '2026-03-01 17:11' (UTC)"
+    )
+    listing.add_argument("--until", metavar="WHEN", help="registered before; a bare date includes that day (UTC)")
+    listing.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
     failed = add("failed", _failed, "failed recordings with their cause")
-    failed.add_argument("--limit", type=int, default=200)
+    failed.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
     attempts = add("attempts", _attempts, "every run of one recording, with outcome and error")
-    attempts.add_argument("recording", help="a recording id (or its first characters)")
+    attempts.add_argument("recording", help=one_ref)
     reset = add("reset", _reset, "queue recordings again (error cleared, retry_count 0), like the SQL reset")
-    reset.add_argument("recordings", nargs="*", help="recording ids (or their first characters)")
+    reset.add_argument("recordings", nargs="*", help=refs)
     reset.add_argument("--failed", action="store_true", help="every failed recording")
     skip = add("skip", _skip, "take recordings out for good (status skipped)")
-    skip.add_argument("recordings", nargs="+", help="recording ids (or their first characters)")
+    skip.add_argument("recordings", nargs="+", help=refs)
     export = add("export", _export, "rebuild a transcript file from the database")
-    export.add_argument("recording", help="a recording id (or its first characters)")
+    export.add_argument("recording", help=one_ref)
     export.add_argument("--format", choices=["txt", "srt", "vtt", "json"], default="txt")
     export.add_argument("-o", "--output", help="file to write, or - for stdout (default: its place in OUTPUT_DIR)")
     one = add("transcribe", _transcribe_file, "transcribe one file now: no queue, no database")
     one.add_argument("file", type=Path)
     one.add_argument("--format", action="append", choices=["txt", "srt", "vtt", "json"], help="repeatable")
     one.add_argument("--output-dir", type=Path, help="where to write the files (default: beside the audio)")
-    for sub in (status, failed, attempts, reset, skip, one):
+    for sub in (status, listing, failed, attempts, reset, skip, one):
         sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -173,10 +217,25 @@ def _celery_argv(command: str, settings: Settings, extra: list[str]) -> list[str
     return argv
 
 
+def _wants_help(extra: list[str]) -> bool:
+    return any(a in ("-h", "--help") for a in extra)
+
+
+def _given(extra: list[str], long: str, short: str) -> bool:
+    """Whether Celery's option ``long``/``short`` is among ``extra`` (``--schedule`` is not ``--scheduler``)."""
+    return any(
+        a in (long, short) or a.startswith(f"{long}=") or (a.startswith(short) and not a.startswith("--"))
+        for a in extra
+    )
+
+
 def _worker(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:
     from transcriber.celery_app import app, use_settings
-    from transcriber.model_store import ensure_available
+    from transcriber.model_store import ensure_available, ensure_device
 
+    if _wants_help(extra):  # Celery's help: no model to find first
+        return int(app.start(["worker", "--help"]) or 0)
+    ensure_device(settings.whisper_device)  # a worker that cannot load the model must not take messages
     ensure_available(settings.whisper_model, settings.whisper_model_dir)  # fail at start, not in every task
     use_settings(settings)
     argv = _celery_argv("worker", settings, extra)
@@ -193,32 +252,24 @@ def _beat(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> in
 
     use_settings(settings)
     argv = _celery_argv("beat", settings, extra)
+    if not _wants_help(extra) and not _given(extra, "--schedule", "-s"):
+        # Celery's default is ./celerybeat-schedule.*: files in whatever folder beat was started from.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        argv.append(f"--schedule={settings.data_dir / 'celerybeat-schedule'}")
     app.start(argv)
     return 0
 
 
-def _flower(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:
-    import os
+def _flower(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    """Flower itself, with the defaults and the refusal that ``celery -A transcriber.celery_app flower`` gets too.
 
-    from transcriber.celery_app import app, use_settings
+    Both go through ``celery_app.secure_flower``: 127.0.0.1, FLOWER_BASIC_AUTH from the settings, no start
+    without authentication unless ``--insecure-no-auth``.
+    """
+    from transcriber.celery_app import INSECURE_FLOWER, app, use_settings
 
-    insecure = "--insecure-no-auth" in extra
-    args = [a for a in extra if a != "--insecure-no-auth"]
-    basic = settings.flower_basic_auth.get_secret_value()
-    oauth = any(a.startswith("--auth") for a in args)
-    if not (basic or oauth or insecure):
-        raise ConfigError(
-            "Flower needs authentication: set FLOWER_BASIC_AUTH=user:password in .env, pass Flower's OAuth "
-            "options (--auth=... with FLOWER_OAUTH2_* variables), or start it with --insecure-no-auth"
-        )
-    if basic:
-        os.environ["FLOWER_BASIC_AUTH"] = basic  # Flower reads it from the environment: not visible in argv
-    if not any(a.startswith("--address") for a in args):
-        args.append("--address=127.0.0.1")
-    if not any(a.startswith("--port") for a in args):
-        args.append("--port=5555")
     use_settings(settings)
-    app.start(["flower", *args])
+    app.start(["flower", *extra, *([INSECURE_FLOWER] if args.insecure_no_auth else [])])
     return 0
 
 
@@ -274,9 +325,10 @@ def _run(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> in
 
     from transcriber.ingest import run_watch_loop, stop_on_signals
     from transcriber.migrate import upgrade_to_head
-    from transcriber.model_store import ensure_available
+    from transcriber.model_store import ensure_available, ensure_device
     from transcriber.supervisor import supervise
 
+    ensure_device(settings.whisper_device)
     for folder in (settings.data_dir, settings.watch_dir, settings.output_dir):
         Path(folder).mkdir(parents=True, exist_ok=True)
     upgrade_to_head(settings.database_url)
@@ -312,6 +364,24 @@ def _status(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
         else:
             data = report.summary(session, now=utcnow())
             _print_json(data) if args.json else print(report.format_summary(data))
+    return 0
+
+
+def _list(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber import report
+
+    statuses = [part.strip().lower() for given in args.status or [] for part in given.split(",") if part.strip()]
+    known = [s.value for s in RecordingStatus]
+    unknown = [s for s in statuses if s not in known]
+    if unknown:
+        raise TranscriberError(f"--status {unknown[0]!r}: expected one of {', '.join(known)}")
+    since = report.parse_when(args.since, option="--since") if args.since else None
+    until = report.parse_when(args.until, option="--until", end_of_day=True) if args.until else None
+    with _session(settings) as session:
+        rows = report.list_recordings(
+            session, statuses=statuses, name=args.name, since=since, until=until, limit=args.limit
+        )
+    _print_json(rows) if args.json else print(report.format_list(rows))
     return 0
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, func, select
@@ -75,15 +77,13 @@ def format_summary(data: dict[str, Any]) -> str:
     if not_ok:
         lines.append(f"            {not_ok} run(s) did not succeed, for {recs['failed']} failed recording(s)")
     if data["processing"]:
-        lines += ["", f"{'processing':<34} {'worker':<16} {'done':>5} {'finish':>8} {'beat':>6}"]
+        lines += ["", f"{'processing':<8}  {'worker':<16}  {'done':>5}  {'finish':>8}  {'beat':>6}  file"]
         for r in data["processing"]:
             done = f"{r['percent']:.0f}%" if r["percent"] is not None else _secs(r["done_seconds"])
             finish = r["estimated_finish"].strftime("%H:%M:%S") if r["estimated_finish"] else "-"
             beat = _secs(r["heartbeat_age_seconds"])
-            lines.append(
-                f"{_clip(r['id'][:8] + ' ' + r['file_name'], 34):<34} {_clip(r['worker'] or '', 16):<16} "
-                f"{done:>5} {finish:>8} {beat:>6}"
-            )
+            row = f"{r['id'][:8]:<10}{_clip(r['worker'] or '', 16):<16}  {done:>5}  {finish:>8}  {beat:>6}  "
+            lines += _with_name(row, r["file_name"])
     return "\n".join(lines)
 
 
@@ -117,15 +117,78 @@ def failed_list(session: Session, *, limit: int = 200) -> list[dict[str, Any]]:
 def format_failed(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no failed recordings"
-    lines = [f"{'id':<8}  {'file':<40} {'min':>6} {'retries':>7}  {'updated':<11}"]
-    for r in rows:
-        minutes = f"{r['duration_minutes']:.1f}" if r["duration_minutes"] is not None else "-"
-        updated = r["updated_at"].strftime("%m-%d %H:%M") if r["updated_at"] else ""
-        lines.append(
-            f"{r['id'][:8]}  {_clip(r['file_name'], 40):<40} {minutes:>6} {r['retry_count']:>7}  {updated:<11}"
-        )
+    lines = []
+    for r in rows:  # the id and the whole name, then the figures, then the cause in full
+        minutes = f"{r['duration_minutes']:.1f} min" if r["duration_minutes"] is not None else "- min"
+        updated = r["updated_at"].strftime("%Y-%m-%d %H:%M UTC") if r["updated_at"] else "-"
+        lines += _with_name(f"{r['id'][:8]}  ", r["file_name"])
+        lines.append(f"{'':10}{minutes}   retries {r['retry_count']}   updated {updated}")
         lines += _wrap(r["error_message"] or "")
     return "\n".join(lines)
+
+
+def list_recordings(
+    session: Session,
+    *,
+    statuses: Sequence[str] = (),
+    name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Recordings of any status, newest registered first: by status, a piece of the file name, when registered."""
+    query = select(Recording)
+    if statuses:
+        query = query.where(Recording.status.in_(list(statuses)))
+    if name:
+        query = query.where(_name_contains(name))
+    if since is not None:
+        query = query.where(Recording.created_at >= since)
+    if until is not None:
+        query = query.where(Recording.created_at < until)
+    rows = session.scalars(query.order_by(Recording.created_at.desc(), Recording.id).limit(limit)).all()
+    return [
+        {
+            "id": str(r.id),
+            "status": r.status,
+            "file_name": r.file_name,
+            "file_path": r.file_path,
+            "duration_seconds": r.duration_seconds,
+            "retry_count": r.retry_count,
+            "created_at": r.created_at,
+            "finished_at": r.finished_at,
+            "needs_review": r.needs_review,
+            "error_message": r.error_message,
+        }
+        for r in rows
+    ]
+
+
+def format_list(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no recordings match"
+    lines = [f"{'id':<8}  {'status':<10}  {'length':>7}  {'registered':<16}  file"]
+    for r in rows:
+        when = r["created_at"].strftime("%Y-%m-%d %H:%M") if r["created_at"] else ""
+        row = f"{r['id'][:8]}  {r['status']:<10}  {_secs(r['duration_seconds']):>7}  {when:<16}  "
+        lines += _with_name(row, r["file_name"])
+    return "\n".join(lines)
+
+
+def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
+    """``--since`` / ``--until``: an ISO date or date and time; without an offset it is UTC, as printed.
+
+    A bare date given to ``--until`` means the end of that day (``--until 2026-03-01`` includes March 1).
+    """
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise TranscriberError(
+            f"{option} {text!r}: expected a date (2026-03-01) or a date and time (2026-03-01 17:11, UTC)"
+        ) from None
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    date_only = len(text.strip()) == len("2026-03-01")
+    return parsed + timedelta(days=1) if end_of_day and date_only else parsed
 
 
 def _wrap(text: str, indent: int = 10) -> list[str]:
@@ -133,24 +196,68 @@ def _wrap(text: str, indent: int = 10) -> list[str]:
     return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=" " * indent, subsequent_indent=" " * indent)
 
 
+def _with_name(row: str, name: str, indent: int = 10) -> list[str]:
+    """``row`` ending in the full file name, or, when that passes 80 columns, the name on lines of its own.
+
+    Never clipped: the date and time at the end of a call recorder's names are what tells calls apart.
+    """
+    if len(row) + len(name) <= WIDTH:
+        return [row + name]
+    lines = _hard_wrap(name, indent)
+    if len(row) == indent:  # the row is just the id: the name starts beside it
+        return [row + lines[0][indent:], *lines[1:]]
+    return [row.rstrip(), *lines]
+
+
+def _hard_wrap(text: str, indent: int) -> list[str]:
+    """``text`` cut every 80 - ``indent`` characters, every character kept (spaces too: it is a name)."""
+    width = WIDTH - indent
+    return [" " * indent + text[i : i + width] for i in range(0, max(len(text), 1), width)]
+
+
+_ID_PREFIX = re.compile(r"^[0-9a-fA-F-]+$")
+
+
 def find_recording(session: Session, ref: str) -> Recording:
-    """A recording by full id or by a unique prefix of it (as printed by the other commands)."""
+    """A recording by id, a unique first part of its id, its file name or path, or a unique piece of its name.
+
+    Ids win: a reference that looks like the start of an id and matches one is that recording.
+    """
     try:
         found = session.get(Recording, uuid.UUID(ref))
         if found is not None:
             return found
     except ValueError:
         pass
-    prefix = ref.lower().replace("-", "")
-    matches = session.scalars(
-        select(Recording).where(func.replace(cast(Recording.id, String), "-", "").like(f"{prefix}%")).limit(2)
-    ).all()
-    if len(matches) != 1:
-        raise TranscriberError(
-            f"{'more than one recording' if matches else 'no recording'} matches {ref!r}: "
-            "give more of its id (see 'transcriber status' or 'transcriber failed')"
-        )
-    return matches[0]
+    if _ID_PREFIX.match(ref):
+        prefix = ref.lower().replace("-", "")
+        by_id = session.scalars(
+            select(Recording).where(func.replace(cast(Recording.id, String), "-", "").like(f"{prefix}%")).limit(2)
+        ).all()
+        if len(by_id) > 1:
+            raise TranscriberError(f"more than one recording matches {ref!r}: give more of its id")
+        if by_id:
+            return by_id[0]
+    for where, what in (
+        (Recording.file_name == ref, "are named"),
+        (Recording.file_path == ref, "have the path"),
+        (_name_contains(ref), "have names containing"),
+    ):
+        found_all = session.scalars(select(Recording).where(where).order_by(Recording.created_at).limit(6)).all()
+        if len(found_all) == 1:
+            return found_all[0]
+        if found_all:
+            ids = ", ".join(str(r.id)[:8] for r in found_all[:5])
+            more = "" if len(found_all) <= 5 else ", ..."
+            raise TranscriberError(f"several recordings {what} {ref!r} ({ids}{more}): give its id")
+    raise TranscriberError(
+        f"no recording matches {ref!r}: give its id (or its first characters) or its file name (see 'transcriber list')"
+    )
+
+
+def _name_contains(piece: str) -> Any:
+    """Case-insensitive ``piece`` in the file name; ``%`` and ``_`` (common in call names) taken literally."""
+    return func.lower(Recording.file_name).contains(piece.lower(), autoescape=True)
 
 
 def attempts_of(session: Session, ref: str, *, now: datetime | None = None) -> dict[str, Any]:
@@ -211,7 +318,7 @@ def format_detail(data: dict[str, Any]) -> str:
     done = f"{data['percent']:.0f}%" if data["percent"] is not None else _secs(data["progress_seconds"])
     lines = [
         f"{data['id']}  {data['status']}",
-        f"file      {_clip(data['file_path'], WIDTH - 10)}",
+        *_with_name("file      ", data["file_path"]),
         f"duration  {_secs(data['duration_seconds'])}   done {done}   retries {data['retry_count']}"
         f"   language {data['language'] or '-'}",
     ]
@@ -278,7 +385,7 @@ def format_needs_review(rows: list[dict[str, Any]]) -> str:
         return "no transcripts need review"
     lines = []
     for r in rows:
-        lines.append(f"{r['id'][:8]}  {_clip(r['file_name'], 58):<58} {_secs(r['duration_seconds']):>8}")
+        lines += _with_name(f"{r['id'][:8]}  {_secs(r['duration_seconds']):>7}  ", r["file_name"])
         lines += _wrap(r["reasons"] or "")
     return "\n".join(lines)
 

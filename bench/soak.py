@@ -5,15 +5,20 @@
 
 Real processes, as an operator runs them: ``transcriber worker --pool=solo`` x N (one CPU thread each),
 ``transcriber beat`` and ``transcriber watch``, on a fresh Postgres database (``soak_<pid>``, dropped afterwards)
-and a Redis database (flushed first). Every ``--kill-every MIN MAX`` seconds one worker, chosen at random, is
+and a Redis database (flushed first). As soon as a call is under way, and then every ``--kill-every MIN MAX``
+seconds, one worker caught in the middle of a call (chosen at random among those that are; none, no kill) is
 killed with SIGKILL together with its model process (its process group: no goodbye, no heartbeat) and started
-again at once, as a service manager would. Each recording is one of the keyed sentences of tests/speech.py
-at its own speed and pitch, so its transcript can be checked for its keywords.
+again at once, as a service manager would. The workers are paused (SIGSTOP) while the database says which is
+mid-call, so the one chosen cannot finish its call before the kill. A call is hit at most twice, fewer times than
+the three retries it has: so the soak always ends, and every recording must complete. Each recording is one of the
+keyed sentences of tests/speech.py at its own speed and pitch, so its transcript can be checked for its keywords.
 
 At the end it checks, and exits 1 if any fails:
-  * every file is exactly one recording, and every recording is ``completed``, or ``failed`` with a cause;
-  * every completed transcript holds its sentence's keyword, and no recording succeeded twice;
-  * no recording has two attempts whose running times overlap (started before the previous one ended).
+  * every file is exactly one recording, and every recording is ``completed`` (a failed one is a problem, with its
+    cause);
+  * every transcript holds its own sentence's keyword once, and every recording succeeded exactly once;
+  * no recording has two attempts whose running times overlap (started before the previous one ended);
+  * every kill cost the attempt it hit (at least as many attempts ``lost`` as kills): the soak was under fire.
 
 Writes bench/results/soak.json (a run with fewer than 300 recordings writes soak.quick.json).
 """
@@ -26,7 +31,6 @@ import json
 import os
 import platform
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -41,9 +45,10 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
-from speech import KEYED_SENTENCES, silence, speak, write_audio  # noqa: E402
+from speech import KEYED_SENTENCES, keywords_in_order_once, silence, speak, write_audio  # noqa: E402
 
 TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
+HITS_PER_CALL = 2  # below TASK_MAX_RETRIES (3): a call's own kills never use up its retries
 
 
 def clip_for(index: int) -> tuple[Any, str]:
@@ -73,6 +78,29 @@ class SoakResult:
         return not self.problems
 
 
+class MidCall:
+    """Which worker processes are in the middle of a call, by the database, and how often each call was hit.
+
+    A worker's name ends in the id of the thread that runs its attempts: the process id under ``--pool=solo``.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.hits: dict[Any, int] = {}
+
+    def targets(self) -> dict[int, Any]:
+        """Worker pid -> the recording it is transcribing, for calls that may be hit again."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT worker, id FROM recordings WHERE status = 'processing'")).all()
+        return {
+            int(tail): recording
+            for worker, recording in rows
+            if worker and (tail := worker.rsplit(":", 1)[-1]).isdigit() and self.hits.get(recording, 0) < HITS_PER_CALL
+        }
+
+
 class Services:
     """The soak's processes; workers are started in their own process group so SIGKILL takes the model too."""
 
@@ -94,10 +122,35 @@ class Services:
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+        self.signal(proc, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
+
+    def signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
+        """Signal the process and all it started (its model process)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+    def kill_one_mid_call(self, pool: list[subprocess.Popen[bytes]], mid_call: MidCall, rng: random.Random) -> bool:
+        """SIGKILL a worker of ``pool`` caught mid-call and start another in its place; False when none is.
+
+        All are paused while the database is read, so the one chosen cannot finish its call before the kill.
+        """
+        for proc in pool:
+            self.signal(proc, signal.SIGSTOP)
+        try:
+            targets = mid_call.targets()
+            busy = [n for n, proc in enumerate(pool) if proc.pid in targets]
+            if busy:
+                victim = rng.choice(busy)
+                recording = targets[pool[victim].pid]
+                mid_call.hits[recording] = mid_call.hits.get(recording, 0) + 1
+                self.kill(pool[victim])
+                pool[victim] = self.start("worker", "--pool=solo")
+        finally:
+            for proc in pool:
+                self.signal(proc, signal.SIGCONT)
+        return bool(busy)
 
     def stop_all(self) -> None:
         for proc in self.procs:
@@ -149,6 +202,7 @@ def run_soak(
         "WATCH_SETTLE_SECONDS": "0.5",
         "WATCH_POLL_SECONDS": "1",
         "RETRY_BACKOFF_SECONDS": "0",
+        "TASK_MAX_RETRIES": "3",  # the default, above HITS_PER_CALL
     }
     result = SoakResult(recordings, workers, kill_every)
     services = Services(workdir, env)
@@ -165,11 +219,12 @@ def run_soak(
     began = time.monotonic()
     try:
         pool = [services.start("worker", "--pool=solo") for _ in range(workers)]
+        mid_call = MidCall(engine)
         services.start("beat")
         services.start("watch")
         for path in sorted((workdir / "staging").iterdir()):
             path.rename(inbox / path.name)  # appear whole, as a finished copy does
-        next_kill = time.monotonic() + rng.uniform(*kill_every)
+        next_kill = time.monotonic()  # the first kill as soon as a call is under way: never a soak without one
         last_report = 0.0
         while True:
             done = settled()
@@ -180,11 +235,10 @@ def run_soak(
                 result.problems.append(f"timed out after {timeout:.0f}s with {done}/{recordings} settled")
                 break
             if now >= next_kill:
-                victim = rng.randrange(workers)
-                services.kill(pool[victim])
-                pool[victim] = services.start("worker", "--pool=solo")
-                result.kills += 1
-                next_kill = now + rng.uniform(*kill_every)
+                hit = services.kill_one_mid_call(pool, mid_call, rng)
+                result.kills += int(hit)
+                if result.kills:  # the first kill waits for a call under way; each later one is a single look
+                    next_kill = now + rng.uniform(*kill_every)
             if now - last_report > 10:
                 say(f"  {now - began:5.0f}s  {done}/{recordings} settled, {result.kills} kill(s)")
                 last_report = now
@@ -205,6 +259,8 @@ def run_soak(
         result.statuses[row.status] = result.statuses.get(row.status, 0) + 1
     for attempt in attempts:
         result.attempts[attempt.outcome] = result.attempts.get(attempt.outcome, 0) + 1
+    if result.attempts.get("lost", 0) < result.kills:
+        result.problems.append(f"{result.kills} SIGKILLs mid-call but {result.attempts.get('lost', 0)} attempts lost")
     return result
 
 
@@ -214,23 +270,22 @@ def check(rows: list[Any], attempts: list[Any], expected: dict[str, str]) -> lis
     names = [row.file_name for row in rows]
     if sorted(names) != sorted(expected):
         problems.append(f"{len(rows)} recordings for {len(expected)} files (duplicates or losses)")
-    for row in rows:
-        if row.status == "failed" and not row.error_message:
-            problems.append(f"{row.file_name}: failed without a cause")
-        elif row.status == "completed":
-            found = set(re.findall(r"[a-z]+", (row.transcript or "").lower()))
-            if not found & set(expected.get(row.file_name, "").split("|")):
-                problems.append(f"{row.file_name}: transcript {row.transcript!r} lacks {expected.get(row.file_name)}")
-        elif row.status not in ("completed", "failed"):
-            problems.append(f"{row.file_name}: ended {row.status}")
-    by_recording: dict[Any, list[Any]] = {}
+    by_recording: dict[Any, list[Any]] = {row.id: [] for row in rows}
     for attempt in attempts:
         by_recording.setdefault(attempt.recording_id, []).append(attempt)
+    for row in rows:
+        if row.status != "completed":  # a kill is survivable; whatever else failed it is a problem
+            problems.append(f"{row.file_name}: ended {row.status}: {row.error_message or 'no cause given'}")
+            continue
+        keywords = expected.get(row.file_name, "(not a file of the soak)")
+        if missing_or_repeated := keywords_in_order_once(row.transcript or "", [keywords]):
+            problems.append(f"{row.file_name}: transcript {row.transcript!r}: {', '.join(missing_or_repeated)}")
     names_by_id = {row.id: row.file_name for row in rows}
     for recording_id, runs in by_recording.items():
         name = names_by_id.get(recording_id, recording_id)
-        if sum(1 for a in runs if a.outcome == "succeeded") > 1:
-            problems.append(f"{name}: succeeded twice")
+        succeeded = sum(1 for a in runs if a.outcome == "succeeded")
+        if succeeded != 1:
+            problems.append(f"{name}: {succeeded} attempts succeeded")
         if any(a.outcome == "running" for a in runs):
             problems.append(f"{name}: an attempt still 'running' at the end")
         for before, after in zip(runs, runs[1:], strict=False):

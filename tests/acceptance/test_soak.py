@@ -1,4 +1,4 @@
-"""The soak (bench/soak.py) at a size that fits the suite: 40 recordings, two workers, a SIGKILL every 4-8 s."""
+"""The soak (bench/soak.py) at the size of the suite: 40 recordings, two workers, a SIGKILL mid-call every 4-8 s."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def test_soak_with_random_sigkills_loses_nothing(tmp_path: Path, pg_url: str, re
     result = run_soak(
         tmp_path, database_url=pg_url, redis_url=redis_url, recordings=40, kill_every=(4.0, 8.0), timeout=400
     )
-    assert result.problems == []
-    assert result.kills >= 1  # it was a soak under fire, not a quiet run
-    assert result.statuses.get("completed", 0) + result.statuses.get("failed", 0) == 40
+    assert result.problems == []  # among them: each of the 40 completed, with its own keyword, once
+    assert result.statuses == {"completed": 40}
+    assert result.kills >= 1  # under fire: the first kill comes with the first call under way...
+    assert result.attempts.get("lost", 0) >= result.kills  # ...and every kill cost the attempt it hit

@@ -220,7 +220,6 @@ def _wav_header_seconds(path: str) -> float | None:
 def decode(path: str):  # type: ignore[no-untyped-def]
     """Decode to 16 kHz mono float32 (numpy), or raise ``PermanentError``."""
     import av
-    from faster_whisper.audio import decode_audio
 
     check_readable(path)
     try:
@@ -230,12 +229,7 @@ def decode(path: str):  # type: ignore[no-untyped-def]
         raise PermanentError(f"Unreadable audio: {_describe(exc)}") from None
     if not has_audio:
         raise PermanentError("Unreadable audio: the file has no audio track (a video without sound?)")
-    try:
-        samples = decode_audio(path, sampling_rate=SAMPLE_RATE)
-    except (av.error.FFmpegError, ValueError, IndexError, StopIteration) as exc:
-        raise PermanentError(f"Unreadable audio: {_describe(exc)}") from None
-    except OSError as exc:
-        raise RetryableError(f"I/O error reading {path}: {exc}") from exc
+    samples = _decoded(path)
     if samples.size == 0:
         raise PermanentError("Unreadable audio: no audio samples decoded (no audio stream?)")
     return samples
@@ -280,18 +274,32 @@ def channels_differ(left, right) -> bool:  # type: ignore[no-untyped-def]
 
 def decode_sides(path: str, mode: str):  # type: ignore[no-untyped-def]
     """The audio to transcribe: ``[mono]``, or ``[left, right]`` for a two-channel call (``mode`` auto|mix|split)."""
-    from faster_whisper.audio import decode_audio
 
     if mode == "mix" or source_channels(path) != 2:
         return [decode(path)]
     check_readable(path)
-    try:
-        left, right = decode_audio(path, sampling_rate=SAMPLE_RATE, split_stereo=True)
-    except Exception as exc:  # same families as decode(); keep the decoder's words
-        raise PermanentError(f"Unreadable audio: {_describe(exc)}") from None
+    left, right = _decoded(path, split_stereo=True)
     if mode == "split" or channels_differ(left, right):
         return [left, right]
     return [(left + right) / 2]
+
+
+def _decoded(path: str, *, split_stereo: bool = False):  # type: ignore[no-untyped-def]
+    """faster-whisper's decode, its errors sorted one way for mono and stereo alike.
+
+    What the decoder cannot make sense of can never succeed (``PermanentError``); an
+    I/O error (a share that went away) may pass (``RetryableError``); anything else
+    keeps its type and is retried as an unexpected error by the attempt.
+    """
+    import av
+    from faster_whisper.audio import decode_audio
+
+    try:
+        return decode_audio(path, sampling_rate=SAMPLE_RATE, split_stereo=split_stereo)
+    except (av.error.FFmpegError, ValueError, IndexError, StopIteration) as exc:
+        raise PermanentError(f"Unreadable audio: {_describe(exc)}") from None
+    except OSError as exc:
+        raise RetryableError(f"I/O error reading {path}: {exc}") from exc
 
 
 def _describe(exc: BaseException) -> str:

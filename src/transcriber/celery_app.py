@@ -99,6 +99,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "transcriber.dispatch_queued": {"queue": CONTROL_QUEUE},
         },
         "beat_scheduler": "transcriber.beat:MaintenanceScheduler",
+        "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),  # not the working folder
         "beat_schedule": {
             "cleanup-stuck": {
                 "task": "transcriber.cleanup_stuck",
@@ -107,8 +108,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
             "dispatch-queued": {
                 "task": "transcriber.dispatch_queued",
-                "schedule": interval,
-                "options": {"expires": interval},
+                "schedule": settings.dispatch_interval_seconds,
+                "options": {"expires": settings.dispatch_interval_seconds},
             },
         },
     }

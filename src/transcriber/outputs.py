@@ -12,34 +12,26 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Line:
-    """One spoken segment as the writers see it."""
-
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
-    words: list[Any] | None = None
+from transcriber.segments import Segment, spoken, transcript_text
 
 
 @dataclass(frozen=True)
 class TranscriptDoc:
-    """Everything an output file needs, independent of the database.
-
-    ``segments`` are ``(start, end, text)`` or ``(start, end, text, speaker[, words])`` tuples.
-    """
+    """Everything an output file needs, independent of the database."""
 
     source: str
-    segments: Sequence[tuple[Any, ...]]
+    segments: Sequence[Segment]
     language: str | None
     duration: float | None
     model: str
 
-    def lines(self) -> list[Line]:
+    def lines(self) -> list[Segment]:
         """The segments that hold words, stripped, in order."""
-        return [Line(s[0], s[1], s[2].strip(), *s[3:]) for s in self.segments if s[2].strip()]
+        return spoken(self.segments)
+
+    @property
+    def text(self) -> str:
+        return transcript_text(self.segments)
 
 
 def format_timestamp(seconds: float, separator: str) -> str:
@@ -59,7 +51,8 @@ def render_txt(doc: TranscriptDoc) -> str:
 def render_srt(doc: TranscriptDoc) -> str:
     blocks = []
     for number, line in enumerate(doc.lines(), start=1):
-        text = f"[{line.speaker}] {line.text}" if line.speaker else line.text
+        text = " ".join(line.text.split())  # a blank line would end the SRT block early
+        text = f"[{line.speaker}] {text}" if line.speaker else text
         blocks.append(f"{number}\n{format_timestamp(line.start, ',')} --> {format_timestamp(line.end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
@@ -99,7 +92,7 @@ def render_json(doc: TranscriptDoc) -> str:
         "language": doc.language,
         "duration": doc.duration,
         "model": doc.model,
-        "text": " ".join(line.text for line in doc.lines()),
+        "text": doc.text,
         "segments": segments,
     }
     return json.dumps(body, ensure_ascii=False, indent=2) + "\n"

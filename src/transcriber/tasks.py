@@ -41,6 +41,21 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
 
 
 @worker_init.connect
+def _refuse_a_missing_gpu(**_: Any) -> None:
+    """``celery -A transcriber.celery_app worker`` with WHISPER_DEVICE=cuda on a machine without one: stop now."""
+    import sys
+
+    from transcriber.errors import ConfigError
+    from transcriber.model_store import ensure_device
+
+    try:
+        ensure_device(current_settings().whisper_device)
+    except ConfigError as exc:
+        print(f"transcriber: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@worker_init.connect
 def _wait_for_database(**_: Any) -> None:
     """Take no message before the database answers (a server that boots after the worker)."""
     from transcriber.db import make_engine, make_session_factory, wait_for_database
@@ -115,6 +130,8 @@ def transcribe(self: Task, recording_id: str, file: str | None = None) -> str:
         meta = {"recording_id": recording_id, "done_seconds": round(done, 1), "duration_seconds": total}
         if total:
             meta["percent"] = round(100 * done / total, 1)
+        # Flower keeps an event's "result": its task list then shows the progress in the Result column.
+        meta["result"] = f"{meta.get('percent', '?')}% ({meta['done_seconds']:.0f} of {total or '?'} s)"
         self.send_event("task-progress", **meta)  # a broker blip here is logged by run_attempt, never fatal
 
     from transcriber.worker import run_attempt

@@ -16,6 +16,8 @@ from sqlalchemy import text
 from transcriber import lifecycle
 from transcriber.db import make_engine, make_session_factory, transaction
 from transcriber.errors import AttemptTimeout, PermanentError
+from transcriber.segments import Segment
+from transcriber.transcripts import load_segments
 
 TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
 T0 = datetime.now(UTC) - timedelta(hours=1)
@@ -56,10 +58,17 @@ def env(pg_url: str, tmp_path: Path) -> dict[str, str]:
             assert claim is not None
             if status == "completed":
                 lifecycle.save_progress(
-                    s, claim, now=T0, first_idx=0, segments=[lifecycle.SegmentData(3725.5, 3727.0, " Hello.")],
+                    s, claim, now=T0, first_idx=0, segments=[Segment(3725.5, 3727.0, " Hello.")],
                     progress_seconds=3727.0,
                 )  # fmt: skip
-                lifecycle.complete_recording(s, claim, now=T0, language="en", duration_seconds=3727.0)
+                lifecycle.complete_recording(
+                    s,
+                    claim,
+                    segments=load_segments(s, claim.recording_id),
+                    now=T0,
+                    language="en",
+                    duration_seconds=3727.0,
+                )
             elif status == "failed":
                 lifecycle.fail_attempt(s, claim, error=PermanentError("Unreadable audio: moov atom not found"),
                                        now=T0, policy=POLICY)  # fmt: skip

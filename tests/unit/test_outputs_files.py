@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from transcriber.outputs import RENDERERS, TranscriptDoc, output_stem, write_atomic, write_outputs
+from transcriber.segments import Segment
 
-DOC = TranscriptDoc(source="call.m4a", segments=[(0.0, 2.0, "Hello.")], language="en", duration=2.0, model="tiny.en")
+DOC = TranscriptDoc(
+    source="call.m4a", segments=[Segment(0.0, 2.0, "Hello.")], language="en", duration=2.0, model="tiny.en"
+)
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,15 @@ from transcriber.outputs import (
     render_txt,
     render_vtt,
 )
+from transcriber.segments import Segment
 from transcriber.settings import OUTPUT_FORMAT_CHOICES
 
 DOC = TranscriptDoc(
     source="/calls/Call recording +18134353769_200301_171119.m4a",
     segments=[
-        (0.0, 1.5, " Hello there. "),
-        (1.5, 2.0, "   "),  # silence the model returned as a blank segment
-        (3723.456, 3725.0, "Café, señor?"),
+        Segment(0.0, 1.5, " Hello there. "),
+        Segment(1.5, 2.0, "   "),  # silence the model returned as a blank segment
+        Segment(3723.456, 3725.0, "Café, señor?"),
     ],
     language="en",
     duration=3725.0,

@@ -424,7 +424,7 @@ def _change(settings: Settings, args: argparse.Namespace, action: str) -> int:
         return 0
     for c in changed:
         print(f"{str(c.recording_id)[:8]}  {c.old_status} -> {c.new_status}  {c.file_name}")
-    print(f"{len(changed)} recording(s) changed" + ("; beat dispatches them within a cleanup interval"
+    print(f"{len(changed)} recording(s) changed" + ("; beat sends them within DISPATCH_INTERVAL_SECONDS"
                                                     if action == "reset" and changed else ""))  # fmt: skip
     return 0
 

@@ -1,7 +1,8 @@
-"""``transcriber run`` in an empty folder with no settings at all: SQLite, folder broker, bundled model."""
+"""``transcriber run`` in an empty folder with no server settings: SQLite, folder broker, bundled model."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -10,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import psutil
 import pytest
 
 from speech import SENTENCES, conversation, long_speech, write_audio
@@ -17,13 +20,27 @@ from speech import SENTENCES, conversation, long_speech, write_audio
 pytestmark = pytest.mark.slow
 
 TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
+# Only timings, no server, database or broker: progress is saved (and a Ctrl-C noticed) every half second, a file
+# is taken half a second after it appears (safe: drop() makes it appear whole), and a call handed back is sent
+# again 2 s after its last message (twice the cleanup interval) rather than 30 s.
+TIMINGS = {"HEARTBEAT_SECONDS": "0.5", "WATCH_SETTLE_SECONDS": "0.5", "CLEANUP_INTERVAL_SECONDS": "1"}
 
 
 def start(folder: Path, n: int) -> subprocess.Popen[bytes]:
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(folder)), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [TRANSCRIBER, "run"], cwd=folder, env=env, stdout=open(folder / f"run-{n}.log", "wb"), stderr=subprocess.STDOUT
+        [TRANSCRIBER, "run"],
+        cwd=folder,
+        env={**env, **TIMINGS},
+        stdout=open(folder / f"run-{n}.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
     )
+
+
+def drop(folder: Path, name: str, samples: np.ndarray) -> None:
+    """A recording appears in the inbox whole, as a finished copy does."""
+    staged = write_audio(folder / "staging" / name, samples)
+    staged.rename(folder / "inbox" / name)
 
 
 def rows(folder: Path, sql: str) -> list[tuple]:
@@ -37,44 +54,82 @@ def rows(folder: Path, sql: str) -> list[tuple]:
             return []
 
 
-def wait_for(what: str, check, folder: Path, timeout: float = 240):  # type: ignore[no-untyped-def]
+def wait_for(what: str, check, folder: Path, timeout: float = 240, poll: float = 0.5):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := check():
             return result
-        time.sleep(0.5)
-    logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(folder.rglob("*.log")))
-    pytest.fail(f"timed out waiting for {what}\n{logs}")
+        time.sleep(poll)
+    pytest.fail(f"timed out waiting for {what}\n{logs(folder)}")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> int:
+def logs(folder: Path) -> str:
+    return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(folder.rglob("*.log")))
+
+
+def model_process(run: subprocess.Popen[bytes]) -> psutil.Process:
+    """The process that holds the model (``run`` -> worker -> model process)."""
+    found = []
+    for child in psutil.Process(run.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "transcriber.model_process" in child.cmdline():
+                found.append(child)
+    assert len(found) == 1, f"expected one model process under run, found {found}"
+    return found[0]
+
+
+def stop(proc: subprocess.Popen[bytes], folder: Path) -> int:
+    """Ctrl-C; a run still there 90 s later is killed with all it started, and the test fails."""
+    started = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    return proc.wait(timeout=90)
+    try:
+        return proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        for leftover in [proc, *started]:
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                leftover.kill()
+        pytest.fail(f"transcriber run did not stop on Ctrl-C\n{logs(folder)}")
 
 
 def test_run_needs_no_server_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
+    long_call = long_speech(120)
     first = start(tmp_path, 1)
+    model: psutil.Process | None = None
     try:
         wait_for("the inbox", lambda: (tmp_path / "inbox").is_dir(), tmp_path)
-        write_audio(tmp_path / "inbox" / "short call.m4a", conversation(SENTENCES[:2]))
+        drop(tmp_path, "short call.m4a", conversation(SENTENCES[:2]))
         wait_for("the transcript", lambda: (tmp_path / "transcripts" / "short call.txt").exists(), tmp_path)
         assert "quarterly invoice" in (tmp_path / "transcripts" / "short call.txt").read_text().lower()
         for ext in ("srt", "vtt", "json"):
             assert (tmp_path / "transcripts" / f"short call.{ext}").exists()
 
-        # A long call is being transcribed when the operator presses Ctrl-C.
-        write_audio(tmp_path / "inbox" / "long call.m4a", long_speech(120))
+        # A long call is being transcribed when the operator presses Ctrl-C. As soon as some of it is saved its model
+        # process is paused (SIGSTOP): how fast the machine transcribes no longer decides where the Ctrl-C lands.
+        drop(tmp_path, "long call.m4a", long_call)
         wait_for(
-            "progress on the long call",
+            "progress saved on the long call",
             lambda: rows(tmp_path, "SELECT 1 FROM recordings WHERE status='processing' AND progress_seconds > 0"),
             tmp_path,
+            poll=0.05,
         )
+        model = model_process(first)
+        model.suspend()
+        [(status, saved)] = rows(
+            tmp_path, "SELECT status, progress_seconds FROM recordings WHERE file_name='long call.m4a'"
+        )
+        # Only a machine that transcribes the rest of the call (some 90 s) within a heartbeat could have finished it.
+        assert status == "processing", f"the long call was {status} before Ctrl-C: make it longer\n{logs(tmp_path)}"
     finally:
-        assert stop(first) == 0
+        try:
+            assert stop(first, tmp_path) == 0, logs(tmp_path)
+        finally:
+            if model is not None and model.is_running():  # left behind (the test fails below): not left paused
+                model.kill()
     [(status, retries)] = rows(tmp_path, "SELECT status, retry_count FROM recordings WHERE file_name='long call.m4a'")
     assert (status, retries) == ("queued", 0)  # handed back, no retry spent
+    assert not model.is_running()  # the worker ended its model process: Ctrl-C leaves nothing behind
 
-    write_audio(tmp_path / "inbox" / "dropped while stopped.m4a", conversation(SENTENCES[4:5]))
+    drop(tmp_path, "dropped while stopped.m4a", conversation(SENTENCES[4:5]))
     second = start(tmp_path, 2)
     try:
         wait_for(
@@ -83,7 +138,7 @@ def test_run_needs_no_server_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
             tmp_path,
         )
     finally:
-        assert stop(second) == 0
+        assert stop(second, tmp_path) == 0, logs(tmp_path)
     attempts = rows(
         tmp_path,
         "SELECT a.outcome, a.audio_start_seconds, a.error_message FROM attempts a "
@@ -91,6 +146,6 @@ def test_run_needs_no_server_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
     )
     assert [a[0] for a in attempts] == ["lost", "succeeded"]
     assert attempts[0][2].startswith("Interrupted: the worker shut down")
-    assert attempts[1][1] > 0  # resumed after the segments saved before Ctrl-C
+    assert attempts[1][1] >= saved > 0  # resumed after the segments saved before Ctrl-C
     text = (tmp_path / "transcripts" / "long call.txt").read_text().lower()
     assert "insurance company" in text and "technician" in text

@@ -11,9 +11,9 @@ Create Date: 2026-11-29 02:53:27.245984
 from __future__ import annotations
 
 import sqlalchemy as sa
+from alembic import op
 
 import transcriber.tables
-from alembic import op
 
 revision = "0001"
 down_revision = None

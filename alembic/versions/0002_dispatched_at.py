@@ -19,9 +19,9 @@ Create Date: 2026-11-29 09:10:00
 from __future__ import annotations
 
 import sqlalchemy as sa
+from alembic import op
 
 import transcriber.tables
-from alembic import op
 
 revision = "0002"
 down_revision = "0001"

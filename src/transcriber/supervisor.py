@@ -85,7 +85,7 @@ def supervise(settings: Settings, watch: threading.Thread, stop: threading.Event
     finally:
         stop.set()
         watch.join(timeout=30)
-        for proc in children.values():
+        for proc in reversed(children.values()):  # beat first: it would dispatch to a worker that is stopping
             stop_child(proc, grace)
         log.info("stopped")
     return code

@@ -154,6 +154,10 @@ def run_attempt(
     A message for a recording that is not ``queued`` (a duplicate delivery, or one
     already taken) is a logged no-op.
     """
+    if ctx.stopping.is_set():  # shutting down: load nothing, claim nothing; dispatch sends it to the next worker
+        why = "worker shutting down: the recording stays queued and is sent again"
+        log.info("recording %s: %s", recording_id, why)
+        return AttemptReport(recording_id, None, error=why)
     runner = ctx.runner()
     runner.start()  # load before the claim: loading is not the recording's time
     try:

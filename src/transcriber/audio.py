@@ -95,7 +95,7 @@ def sha256_of(path: str) -> str:
 
 def unread_key(path: str, size: int, mtime_ns: int) -> str:
     """A 64-character content key for a file whose bytes could not be read."""
-    digest = hashlib.sha256(f"{os.path.abspath(path)}\0{size}\0{mtime_ns}".encode()).hexdigest()
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(path)) + f"\0{size}\0{mtime_ns}".encode()).hexdigest()
     return UNREAD_PREFIX + digest[: 64 - len(UNREAD_PREFIX)]
 
 

@@ -251,10 +251,7 @@ class Ingester:
         log.warning("cannot read %s (%s): registering it so the cause is on record", shown, exc.strerror or exc)
         self.unreadable_since.pop(item.path, None)
         observed = item.observation
-        try:
-            return unread_key(item.path, observed.size, observed.mtime_ns)
-        except UnicodeEncodeError:  # a name that is not UTF-8: key it by its bytes
-            return unread_key(os.fsencode(item.path).decode("latin-1"), observed.size, observed.mtime_ns)
+        return unread_key(item.path, observed.size, observed.mtime_ns)  # keyed by the name's bytes
 
     def _was_registered(self, path: str, current: Observation) -> bool:
         """Registered before this process started, and not changed since (rows before 0002 lack the mtime)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import psutil
 import pytest
 
 from speech import SENTENCES, conversation, keyed_call, keywords_in_order_once, long_speech, write_audio
@@ -97,9 +98,21 @@ def test_a_call_longer_than_one_attempt_finishes_across_attempts(pipeline, tmp_p
     """Each attempt resumes after the last saved segment, so a long call completes under a short limit."""
     audio, keywords = keyed_call()
     write_audio(pipeline.watch_dir / "long.m4a", audio)
-    pipeline.start("worker", "--pool=solo", TASK_TIMEOUT_SECONDS="3", TASK_MAX_RETRIES="10")
+    worker = pipeline.start("worker", "--pool=solo", TASK_TIMEOUT_SECONDS="10", TASK_MAX_RETRIES="10")
     pipeline.start("beat", TASK_MAX_RETRIES="10")
     pipeline.start("watch")
+    # The first attempt runs out of time after it has saved progress, whatever the machine's speed: once
+    # segments are saved its model process is paused, so the limit (10 s, enough for the first window of
+    # audio on a loaded machine) ends it; the next attempt resumes and finishes.
+    progress = "SELECT 1 FROM recordings WHERE status = 'processing' AND progress_seconds > 0"
+    pipeline.wait_for("progress on the first attempt", lambda: pipeline.query(progress), timeout=180)
+    [model] = [
+        p for p in psutil.Process(worker.pid).children(recursive=True)
+        if "transcriber.model_process" in " ".join(p.cmdline())
+    ]  # fmt: skip
+    model.suspend()
+    if not pipeline.query("SELECT 1 FROM recordings WHERE status = 'processing'"):
+        pytest.fail("the call finished before its model process could be paused")
     pipeline.wait_for("the call to finish", lambda: pipeline.all_settled(1), timeout=240)
 
     [(status, retries, error, transcript)] = pipeline.statuses().values()

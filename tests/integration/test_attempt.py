@@ -7,6 +7,7 @@ output files, completion and failure are the real ones, on Postgres and SQLite.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,7 @@ def test_operator_changes_mid_stream_stop_the_attempt(world: World, change: str,
                 assert action(s, now=utcnow(), ids=[holder["id"]])
         else:
             world.sql(change)
+        time.sleep(2 * world.settings.heartbeat_seconds)  # a heartbeat is due at the next event, not only at the end
 
     script: list[Step] = [Info(30.0), Segment(0, 10, " before"), operator, Segment(10, 20, " after"),
                           Segment(20, 30, " more"), Done("en", 0.9)]  # fmt: skip

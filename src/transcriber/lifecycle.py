@@ -616,7 +616,7 @@ def abandon_attempt(session: Session, claim: Claim, *, now: datetime) -> str:
     elif row.current_attempt_id not in (None, claim.attempt_id):
         reason = f"Lease lost: the recording was handed to another attempt (now {row.status})"
     else:
-        reason = f"Lease lost: the recording was set to {row.status} while this attempt ran; its work was dropped"
+        reason = f"Lease lost: the recording was set to {row.status} while this attempt ran"
     _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.LOST, error=reason, end=None)
     return reason
 

@@ -188,6 +188,35 @@ def test_sql_reset_makes_failed_recordings_dispatchable(sessions: sessionmaker[S
     assert claim(sessions, rid, task="t9").attempt == 2
 
 
+def test_skip_then_reset_of_a_dead_workers_recording_is_dispatchable(sessions: sessionmaker[Session]) -> None:
+    """The dead worker's message is still unacknowledged in Redis (live); reset clears the task id and the attempt."""
+    rid = register(sessions)
+    c = claim(sessions, rid, task="m-dead")
+    with transaction(sessions) as s:
+        assert [x.new_status for x in lifecycle.skip_recordings(s, now=T0, ids=[rid])] == ["skipped"]
+        assert [x.new_status for x in lifecycle.reset_recordings(s, now=T0, ids=[rid])] == ["queued"]
+    with transaction(sessions) as s:
+        assert lifecycle.find_dispatchable(s, now=T0, live_task_ids={"m-dead"}) == [(rid, None, "call.m4a")]
+    [attempt] = attempts(sessions, rid)
+    assert (attempt.id, attempt.outcome, attempt.error_message) == (
+        c.attempt_id,
+        "lost",
+        "Skipped by an operator while this attempt ran",
+    )
+    with pytest.raises(LeaseLost), transaction(sessions) as s:  # the dead attempt can write nothing any more
+        lifecycle.save_progress(s, c, now=T0, first_idx=0, segments=[], progress_seconds=1.0)
+
+
+def test_a_claimed_task_id_is_spent_even_while_the_broker_holds_it(sessions: sessionmaker[Session]) -> None:
+    rid = register(sessions)
+    claim(sessions, rid, task="m-running")
+    with sessions.begin() as s:  # the operator's careless requeue of a running (or dead) call
+        s.execute(text("UPDATE recordings SET status='queued' WHERE status='processing'"))
+    with transaction(sessions) as s:
+        assert lifecycle.find_dispatchable(s, now=T0, live_task_ids={"m-running"}) == [(rid, "m-running", "call.m4a")]
+        assert lifecycle.find_dispatchable(s, now=T0, live_task_ids=None) == [(rid, "m-running", "call.m4a")]
+
+
 def test_dispatch_skips_recordings_whose_message_is_live(sessions: sessionmaker[Session]) -> None:
     rid = register(sessions)
     with transaction(sessions) as s:

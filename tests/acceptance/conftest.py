@@ -82,11 +82,12 @@ class Pipeline:
             os.killpg(proc.pid, sig)
         proc.wait(timeout=30)
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, graceful: bool = True) -> None:
+        """Stop every process: SIGTERM (a warm shutdown, which the test may check the logs of), or SIGKILL."""
         for _, proc in self.processes:
             if proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, signal.SIGTERM if graceful else signal.SIGKILL)
                 except ProcessLookupError:
                     continue
         for _, proc in self.processes:
@@ -135,7 +136,7 @@ class Pipeline:
 def pipeline(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Pipeline]:
     p = Pipeline(tmp_path, pg_url, redis_url)
     yield p
-    p.stop_all()
+    p.stop_all(graceful=False)  # the test is over: nothing left to check, no warm shutdown to wait for
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ they never skip. ``.ci/run`` starts both before running the suite.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
@@ -78,11 +79,22 @@ def pg_url(pg_template: str) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (like the Postgres template: no migration per test)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "transcriber.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'transcriber.db'}"
-    upgrade_to_head(url)
-    return url
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    target = tmp_path / "transcriber.db"
+    for suffix in ("", "-wal", "-shm"):  # WAL mode: a checkpoint may not have folded everything in yet
+        source = sqlite_template.with_name(sqlite_template.name + suffix)
+        if source.exists():
+            shutil.copyfile(source, target.with_name(target.name + suffix))
+    return f"sqlite:///{target}"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

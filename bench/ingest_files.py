@@ -288,6 +288,17 @@ def measure(url: str, inbox: Path, info: dict[str, Any], cache: str) -> dict[str
     }
 
 
+def wait_for_quiet(limit: float) -> float:
+    """Wait, at most ``limit`` s, until the machine has been under 10% busy for 10 s; returns the seconds waited."""
+    import psutil
+
+    began = time.monotonic()
+    while limit and time.monotonic() - began < limit:
+        if psutil.cpu_percent(interval=10) < 10:
+            break
+    return round(time.monotonic() - began, 1)
+
+
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The run with the median first scan, and the spread of every run's first scan and rescans."""
     if not runs:
@@ -300,6 +311,22 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     median["rescan_spread"] = [rescans[0], rescans[-1]]
     median["restart_rescan_spread"] = [restarts[0], restarts[-1]]
     return median
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(BENCH.parent), "log", "-1", "--format=%H", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dirty = subprocess.run(["git", "-C", str(BENCH.parent), "diff", "--quiet", "HEAD", "--", "src"]).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip() + ("+changes" if dirty else "")
 
 
 def main() -> None:
@@ -315,6 +342,8 @@ def main() -> None:
     parser.add_argument("--files-dir", type=Path, help="where the files are made and kept "
                         "(default /tmp/transcriber-bench-ingest/<kind>)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="rounds of cold + warm (default 3)")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                        help="before each round wait, at most this long, for a machine under 10%% busy for 10 s")  # fmt: skip
     parser.add_argument("--clean", action="store_true", help="remove the files at the end")
     args = parser.parse_args()
     kind = "stand_ins" if args.stand_ins else f"m4a_{args.minutes:g}min_{args.kbps}k"
@@ -331,9 +360,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             databases = Databases(args.postgres, Path(tmp))
             for _ in range(args.repeat):
+                waited = wait_for_quiet(args.wait_idle)
                 for cache in args.cache or ["cold", "warm"]:
                     with databases.fresh() as url:
-                        runs.append(measure(url, inbox, info, cache))
+                        runs.append(measure(url, inbox, info, cache) | {"waited_for_quiet_seconds": waited})
                         print(f"  {cache}: {runs[-1]['first_scan_seconds']:.2f}s", flush=True)
     finally:
         if args.clean or args.stand_ins:
@@ -345,6 +375,7 @@ def main() -> None:
         "runs": runs,
         "settings": {"settle_seconds": 0, "batch_per_transaction": Ingester.batch_size},
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "commit": _commit(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -53,7 +53,7 @@ machine shared with other work, ``--wait-idle SECONDS`` starts each timed run in
 
 Prints a table and writes bench/results/pipeline_vs_raw.<decoding>.json (a --quick run writes
 pipeline_vs_raw.<decoding>.quick.json); sections not run this time are kept from the file's previous contents when
-decoding, service timing, model, threads and cores match. Exit code 1 if a section failed, 130 if interrupted
+decoding, service timing, model, threads, cores and the commit measured match. Exit code 1 if a section failed, 130 if interrupted
 (Ctrl-C, SIGTERM); every process started is stopped and every database created is dropped either way.
 """
 
@@ -1143,6 +1143,21 @@ def print_report(machine: dict[str, Any], outcomes: dict[str, Outcome], errors: 
             print(f"{name:<12} FAILED: {errors[name].splitlines()[0]}")
 
 
+def source_commit() -> str:
+    """The last commit that changed src/ (the code measured), "+changes" if src/ differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "src"]).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
 def machine_info(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
@@ -1163,6 +1178,7 @@ def machine_info(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
         "vad_filter": True,
         "decoding": args.decoding,
         "service_timing": args.service_timing,
+        "commit": source_commit(),
         "not_shipped": not_shipped(args),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -1175,6 +1191,7 @@ COMPARABLE = (
     "model",
     "threads",
     "cores",
+    "commit",
 )  # earlier sections are kept only when these match
 
 
@@ -1217,7 +1234,7 @@ def write_results(
     previous: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         previous = json.loads(path.read_text())
-    before = {"service_timing": "fast", **previous.get("machine", {})}  # files from before the option: fast
+    before = {"service_timing": "fast", "commit": "unknown", **previous.get("machine", {})}  # older files
     same_kind = [previous.get("mode"), *(before.get(k) for k in COMPARABLE)]
     sections = previous.get("sections", {}) if same_kind == [mode, *(machine[k] for k in COMPARABLE)] else {}
     same_sizes = previous.get("machine", {}).get("sizes") == json.loads(json.dumps(machine.get("sizes")))  # tuples

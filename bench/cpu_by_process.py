@@ -3,12 +3,14 @@
     .venv/bin/python bench/cpu_by_process.py /tmp/transcriber-bench-audio/long_v1_600s_0.m4a
 
 Starts ``transcriber worker --pool=solo``, ``beat`` and ``watch`` (tiny.en, int8, 2 threads, beam 5, VAD,
-faster-whisper's own decoding defaults, as bench/pipeline_vs_raw.py's "plain") on a fresh Postgres database
-``cpu_by_process_<pid>`` and Redis database 7 (flushed), copies the file into WATCH_DIR, and reports the wall
-time until it is ``completed`` (the model process starts with the first task, so its 0.3 s load is in) and each
-process's CPU seconds meanwhile. Then it runs ``model.transcribe(path)``
-in this process with the same options and reports the same two figures. One run each: repeat it to see the
-machine's spread.
+faster-whisper's own decoding defaults, as bench/pipeline_vs_raw.py's "plain"; settle 0.5 s, poll 1 s) on a fresh
+Postgres database ``transcriber_bench_cpu_<pid>`` and Redis database 7 (flushed), copies the file into WATCH_DIR,
+and reports the wall time until it is ``completed`` (the model process starts with the first task, so its 0.3 s
+load is in) and each process's CPU seconds meanwhile. Then it runs ``model.transcribe(path)`` in this process
+with the same options and reports the same two figures. One run each: repeat it to see the machine's spread.
+
+Not the setup that ships: the product's defaults are model base, condition_on_previous_text off,
+hallucination_silence_threshold 2 (word timestamps on), WATCH_SETTLE_SECONDS 5 and WATCH_POLL_SECONDS 30.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def pipeline(audio: Path, admin_url: str, redis_url: str) -> tuple[float, dict[s
 
     from transcriber.migrate import upgrade_to_head
 
-    database = f"cpu_by_process_{os.getpid()}"
+    database = f"transcriber_bench_cpu_{os.getpid()}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {database}"))

@@ -3,27 +3,41 @@
     .venv/bin/python bench/pipeline_vs_raw.py                    # every section, full size (run on an idle machine)
     .venv/bin/python bench/pipeline_vs_raw.py --quick            # every section at about 1/10 size: a smoke run
     .venv/bin/python bench/pipeline_vs_raw.py --only overhead --only resume
+    .venv/bin/python bench/pipeline_vs_raw.py --decoding plain --service-timing fast   # the setup of the first figures
+
+By default both sides decode with the product's defaults (``--decoding product``) and the services run with the
+product's timing (``--service-timing product``: WATCH_SETTLE_SECONDS 5, WATCH_POLL_SECONDS 30,
+CLEANUP_INTERVAL_SECONDS 60, DISPATCH_INTERVAL_SECONDS 2); the resume section uses the product's backoff
+(RETRY_BACKOFF_SECONDS 30, RETRY_BACKOFF_MAX_SECONDS 3600) and TASK_MAX_RETRIES 3. What still differs from what
+ships: the model (tiny.en here; the product's default is base), the time limit (none, or the resume section's
+short one; the product's default is 7200 s), and the pool (solo; on Linux the product's default is prefork with
+one child). They are in the results file under "not_shipped".
 
 "Pipeline" is real processes, started the way an operator starts them: ``transcriber worker --pool=solo``
 (concurrency 1, the default), ``transcriber beat`` and ``transcriber watch``, on a fresh Postgres database
-(``bench_pvr_<pid>_<n>``, dropped afterwards) and Redis database 7 (flushed first). Its wall time runs from the
-moment the files are copied into WATCH_DIR until every recording is ``completed`` in the database (polled every
-0.2 s); it includes the watcher's settle time, dispatch, the model process's start and model load, decoding,
+(``transcriber_bench_pvr_<pid>_<n>``, dropped afterwards) and Redis database 7 (flushed first). Its wall time runs
+from the moment the files are copied into WATCH_DIR until every recording is ``completed`` in the database (polled
+every 0.2 s); it includes the watcher's settle time, dispatch, the model process's start and model load, decoding,
 the database writes and the output files. "Raw" is one process (``bench/raw_whisper.py``) that loads
 ``WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=cores)`` and calls
-``model.transcribe(path, beam_size=5, vad_filter=True)`` per file; its wall includes ``import faster_whisper``
+``model.transcribe(path, beam_size=5, vad_filter=True, ...)`` per file; its wall includes ``import faster_whisper``
 and the model load (both also reported apart). Both sides use the same model, int8, beam 5, VAD on, threads =
 cores; ``--decoding`` says which remaining options both get (see --help). Runs never overlap.
 
 Sections (``--only NAME``, repeatable):
-  overhead     three 10-minute calls: pipeline wall vs raw wall, ratio (the pipeline's overhead), real-time factor
+  overhead     three 10-minute calls: pipeline wall vs raw wall, ratio (the pipeline's overhead), real-time factor;
+               with --decoding product also a third process, "raw, faster-whisper defaults": ``model.transcribe(path)``
+               with no options at all (beam 5, VAD off, condition_on_previous_text on, no word timestamps), which
+               shows what the product's decoding choices cost against faster-whisper as it comes (--no-reference
+               to skip). ``--repeat N`` runs N rounds (raw/pipeline order alternates; ``--first`` picks the first)
   batched      one 20-minute call: raw sequential vs raw batched (batch 8), word agreement; also the pipeline
                with WHISPER_BATCH_SIZE=8 (--no-batched-pipeline to skip)
   small_files  200 distinct calls of 5-10 s: files per minute each way, per-file overhead (pipeline-raw)/N
   memory       resident memory of the worker and of its model process after 10 and after 300 tasks
                (WORKER_MAX_TASKS=0, so the model process is not recycled meanwhile)
   resume       one 20-minute call unlimited, then under TASK_TIMEOUT_SECONDS = 40% of its attempt time
-               (TASK_MAX_RETRIES=6, RETRY_BACKOFF_SECONDS=0): total wall, attempts, transcript agreement
+               (the product's retries and backoff unless --resume-backoff/--resume-retries): wall including the
+               backoff waits, work time (inside attempts), waits between attempts, attempts, transcript agreement
 
 Word agreement is word accuracy = 1 - WER: the word-level Levenshtein distance between two transcripts (lower-cased,
 punctuation removed) divided by the reference's word count; 1.0 means word for word the same.
@@ -34,12 +48,13 @@ i x 0.5 s of silence so that every file has its own content hash. Small calls ar
 speeds 140-199 and pitches 30-69, 5.5-9.8 s each, all different.
 
 Each run also counts CPU seconds: the benchmark's own processes, Postgres + Redis, all other processes, and steal.
-A run during which other work took more than 5% of the machine is flagged "not idle": run again when it is.
+A run during which other work took more than 5% of the machine is flagged "not idle": run again when it is. On a
+machine shared with other work, ``--wait-idle SECONDS`` starts each timed run in a quiet moment (see --help).
 
-Prints a table and writes bench/results/pipeline_vs_raw.json (a --quick run writes pipeline_vs_raw.quick.json);
-sections not run this time are kept from the file's previous contents when decoding, model, threads and cores
-match. Exit code 1 if a section failed, 130 if interrupted (Ctrl-C, SIGTERM); every process started is stopped
-and every database created is dropped either way.
+Prints a table and writes bench/results/pipeline_vs_raw.<decoding>.json (a --quick run writes
+pipeline_vs_raw.<decoding>.quick.json); sections not run this time are kept from the file's previous contents when
+decoding, service timing, model, threads, cores and the commit measured match. Exit code 1 if a section failed, 130 if interrupted
+(Ctrl-C, SIGTERM); every process started is stopped and every database created is dropped either way.
 """
 
 from __future__ import annotations
@@ -108,6 +123,31 @@ QUICK = Sizes(
     resume_seconds=120,
     section_timeout=900,
 )
+
+
+FAST_TIMING = {"CLEANUP_INTERVAL_SECONDS": "1", "WATCH_SETTLE_SECONDS": "0.5", "WATCH_POLL_SECONDS": "1"}
+PRODUCT_TIMING = {"CLEANUP_INTERVAL_SECONDS": "60", "WATCH_SETTLE_SECONDS": "5", "WATCH_POLL_SECONDS": "30",
+                  "DISPATCH_INTERVAL_SECONDS": "2"}  # fmt: skip  # the defaults of src/transcriber/settings.py
+FW_DEFAULTS: dict[str, Any] = {}  # ``model.transcribe(path)``: beam 5, VAD off, condition on, no word timings
+
+
+def not_shipped(args: argparse.Namespace) -> list[str]:
+    """What this run's setup has that the product, as it ships, does not."""
+    out = []
+    if args.model != "base":
+        out.append(f"model {args.model} (the product's default WHISPER_MODEL is base)")
+    if args.decoding == "plain":
+        out.append("decoding plain: condition_on_previous_text on, no hallucination_silence_threshold, no word "
+                   "timestamps (the product: off, 2 s, word timestamps forced on)")  # fmt: skip
+    if args.service_timing == "fast":
+        out.append("service timing fast: WATCH_SETTLE_SECONDS 0.5, WATCH_POLL_SECONDS 1, CLEANUP_INTERVAL_SECONDS 1 "
+                   "(the product: 5, 30, 60)")  # fmt: skip
+    out.append("TASK_TIMEOUT_SECONDS 0 (no limit) outside the resume section's limited run (the product: 7200)")
+    out.append("worker --pool=solo, one task at a time (on Linux the product's default pool is prefork with one child)")
+    if args.resume_backoff is not None or args.resume_retries is not None:
+        out.append(f"resume: RETRY_BACKOFF_SECONDS {args.resume_backoff}, TASK_MAX_RETRIES {args.resume_retries} "
+                   "(the product: 30 and 3)")  # fmt: skip
+    return out
 
 
 def decoding(mode: str, threads: int, model: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -241,6 +281,32 @@ def _service_cpu() -> float:
     return total
 
 
+def wait_for_quiet(args: argparse.Namespace, what: str) -> dict[str, Any]:
+    """With ``--wait-idle N``: wait (at most N s) until other work has used under 10% of the machine for 10 s.
+
+    On a machine shared with other work (test runs of other people) this starts a round (a raw run and a pipeline
+    run back to back) or a section in a quiet moment; the runs within it follow at once, so that both sides of a
+    comparison meet the same conditions. The CPU that other work used during each run is measured and reported.
+    """
+    if not args.wait_idle:
+        return {"waited_seconds": 0.0}
+    cores, began, said = os.cpu_count() or 1, time.monotonic(), 0.0
+    while True:
+        meter = CpuMeter()
+        time.sleep(10)
+        cpu = meter.stop()
+        share = (cpu["others"] + cpu["steal"] + cpu["postgres_redis"]) / (cpu["wall"] * cores)
+        waited = time.monotonic() - began
+        if share < 0.10 or waited >= args.wait_idle:
+            return {"waited_seconds": round(waited, 1), "others_share_last_10s": round(share, 3), "quiet": share < 0.10}
+        if waited - said >= 60:
+            said = waited
+            print(
+                f"   waiting for a quiet machine before {what}: other work {100 * share:.0f}% ({waited:.0f}s)",
+                flush=True,
+            )
+
+
 def busy_warning(cpu: dict[str, float], cores: int) -> str:
     """A warning when other work took more than 5% of the machine during a run."""
     capacity = cpu["wall"] * cores
@@ -352,6 +418,14 @@ class Bench:
     env: dict[str, str]
     raw_options: dict[str, Any]
     runs: int = 0
+    wait_pending: bool = True  # the next timed run waits for a quiet machine (--wait-idle) first
+
+    def quiet(self, what: str) -> dict[str, Any]:
+        """Wait for a quiet machine once per round or section; the runs after it start at once."""
+        if not self.wait_pending:
+            return {"waited_seconds": 0.0, "after_the_previous_run": True}
+        self.wait_pending = False
+        return wait_for_quiet(self.args, what)
 
     def deadline(self) -> Deadline:
         return Deadline(self.args.section_timeout or self.sizes.section_timeout)
@@ -365,6 +439,7 @@ class Bench:
         (folder / "spec.json").write_text(json.dumps(spec))
         argv = [sys.executable, str(BENCH / "raw_whisper.py"), str(folder / "spec.json"), str(folder / "result.json")]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "CT2_"))}
+        quiet = self.quiet(f"raw {label}")
         meter = CpuMeter()
         proc = start_process(argv, folder / "raw.log", env, folder)
         try:
@@ -377,6 +452,7 @@ class Bench:
             raise RuntimeError(f"raw {label} exited with {code}:\n{_tail(folder / 'raw.log')}")
         result: dict[str, Any] = json.loads((folder / "result.json").read_text())
         result["cpu"] = meter.stop()
+        result["quiet"] = quiet
         result["wall_seconds"] = (
             result["import_seconds"] + result["load_seconds"] + sum(r["seconds"] for r in result["runs"])
         )
@@ -384,7 +460,7 @@ class Bench:
 
     def pipeline(self, label: str, **env: str) -> Pipeline:
         self.runs += 1
-        return Pipeline(self, label, f"bench_pvr_{os.getpid()}_{self.runs}", env)
+        return Pipeline(self, label, f"{DB_PREFIX}{os.getpid()}_{self.runs}", env)
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -397,6 +473,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
 # ---------------------------------------------------------------- the pipeline: real service processes
 
 READY = {"worker": "ready.", "beat": "beat: Starting", "watch": "watching "}
+DB_PREFIX = "transcriber_bench_pvr_"  # never the test suite's transcriber_t_* / transcriber_tpl_*
 LOADED = re.compile(r"model \S+ loaded in ([0-9.]+)s")
 
 
@@ -418,9 +495,7 @@ class Pipeline:
             "CELERY_BROKER_URL": bench.args.redis_url,
             "WATCH_DIR": str(self.watch_dir),
             "OUTPUT_DIR": str(self.output_dir),
-            "CLEANUP_INTERVAL_SECONDS": "1",
-            "WATCH_SETTLE_SECONDS": "0.5",
-            "WATCH_POLL_SECONDS": "1",
+            **(FAST_TIMING if bench.args.service_timing == "fast" else PRODUCT_TIMING),
             "TASK_TIMEOUT_SECONDS": "0",
             **bench.env,
             **env,
@@ -515,11 +590,18 @@ class Pipeline:
 
     def run(self, files: list[Path], deadline: Deadline) -> dict[str, Any]:
         """Drop the files, wait for all to complete; the wall, transcripts and where the time went."""
+        quiet = self.bench.quiet(f"pipeline {self.label}")
         meter = CpuMeter()
         began = self.drop(files)
         wall = self.wait_completed(len(files), began, deadline)
         cpu = meter.stop()
-        return {"wall_seconds": round(wall, 2), **self.breakdown(began), "cpu": cpu, "settings": self.settings()}
+        return {
+            "wall_seconds": round(wall, 2),
+            **self.breakdown(began),
+            "cpu": cpu,
+            "quiet": quiet,
+            "settings": self.settings(),
+        }
 
     def breakdown(self, began: float) -> dict[str, Any]:
         """From the database's timestamps (seconds after the copy began) and the worker's log."""
@@ -628,9 +710,10 @@ def preflight(args: argparse.Namespace) -> None:
 
 def _drop_leftovers(admin_url: str) -> None:
     """Databases of earlier runs that died (their pid is gone) are dropped."""
-    for (name,) in _admin_sql(admin_url, "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_pvr\\_%'"):
+    query = "SELECT datname FROM pg_database WHERE datname LIKE 'transcriber\\_bench\\_pvr\\_%'"
+    for (name,) in _admin_sql(admin_url, query):
         try:
-            os.kill(int(name.split("_")[2]), 0)
+            os.kill(int(name[len(DB_PREFIX) :].split("_")[0]), 0)
         except (ValueError, IndexError, ProcessLookupError):
             _admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         except PermissionError:
@@ -703,11 +786,18 @@ def texts(result: dict[str, Any], run: int = 0) -> dict[str, str]:
 
 
 def paired_runs(
-    bench: Bench, label: str, files: list[Path], deadline: Deadline
-) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:
-    """``--repeat`` pairs of a raw run and a pipeline run (which goes first alternates); each side's median run."""
+    bench: Bench, label: str, files: list[Path], deadline: Deadline, *, reference: bool = False
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """``--repeat`` pairs of a raw run and a pipeline run, back to back; each side's median run.
+
+    Which of the two goes first alternates from round to round (``--first`` picks round 1's). With ``reference``
+    each round also runs raw with faster-whisper's own defaults, outside the pair: after it when raw went first,
+    before it when the pipeline did, so raw and pipeline always run next to each other.
+    """
     raws: list[dict[str, Any]] = []
     pipes: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    orders: list[str] = []
 
     def raw() -> None:
         raws.append(bench.run_raw(label, [_raw_run("sequential", files, bench.raw_options)], deadline))
@@ -716,29 +806,49 @@ def paired_runs(
         with bench.pipeline(label) as pipeline:
             pipes.append(pipeline.run(files, deadline))
 
-    for repeat in range(bench.args.repeat):
-        for step in (raw, piped) if repeat % 2 == 0 else (piped, raw):
+    def ref() -> None:
+        refs.append(bench.run_raw(f"{label}-fw-defaults", [_raw_run("fw defaults", files, FW_DEFAULTS)], deadline))
+
+    raw_first = bench.args.first == "raw"
+    for _ in range(bench.args.repeat):
+        steps = [raw, piped] if raw_first else [piped, raw]
+        if reference:
+            steps = [*steps, ref] if raw_first else [ref, *steps]
+        orders.append("raw, pipeline" if raw_first else "pipeline, raw")
+        bench.wait_pending = True
+        for step in steps:
             step()
-    pairs = [
+        raw_first = not raw_first
+    pairs: list[dict[str, Any]] = [
         {
+            "order": order,
             "raw": r["wall_seconds"],
             "pipeline": p["wall_seconds"],
             "ratio": round(p["wall_seconds"] / r["wall_seconds"], 3),
+            "raw_cpu": r["cpu"],
+            "pipeline_cpu": p["cpu"],
+            "cpu_ratio": round(p["cpu"]["ours"] / r["cpu"]["ours"], 3) if r["cpu"]["ours"] else None,
         }
-        for r, p in zip(raws, pipes, strict=True)
+        for order, r, p in zip(orders, raws, pipes, strict=True)
     ]
-    return _median(raws), _median(pipes), pairs
+    for pair, r in zip(pairs, refs, strict=False):
+        pair["raw_fw_defaults"] = round(r["wall_seconds"], 2)
+        pair["raw_fw_defaults_cpu"] = r["cpu"]
+    return _median(raws), _median(pipes), pairs, (_median(refs) if refs else None)
 
 
 def _median(results: list[dict[str, Any]]) -> dict[str, Any]:
     return sorted(results, key=lambda r: float(r["wall_seconds"]))[(len(results) - 1) // 2]
 
 
-def repeats_line(pairs: list[dict[str, float]]) -> list[str]:
-    if len(pairs) < 2:
-        return []
-    shown = ", ".join(f"{p['pipeline']:.1f}/{p['raw']:.1f}={p['ratio']:.3f}" for p in pairs)
-    return [f"{len(pairs)} repeats (median of each side shown above); pipeline/raw per repeat: {shown}"]
+def repeats_line(pairs: list[dict[str, Any]]) -> list[str]:
+    shown = ", ".join(
+        f"{p['pipeline']:.1f}/{p['raw']:.1f}={p['ratio']:.3f} ({p['order']}; own CPU-s ratio {p['cpu_ratio']})"
+        for p in pairs
+    )
+    ratios = [p["ratio"] for p in pairs]
+    spread = f"; ratio spread {min(ratios):.3f}-{max(ratios):.3f}" if len(pairs) > 1 else ""
+    return [f"{len(pairs)} round(s) (median of each side shown above); pipeline/raw per round: {shown}{spread}"]
 
 
 def section_overhead(bench: Bench, deadline: Deadline) -> Outcome:
@@ -746,12 +856,15 @@ def section_overhead(bench: Bench, deadline: Deadline) -> Outcome:
     files = [bench.audio.long_call(sizes.call_seconds, variant) for variant in range(sizes.calls)]
     check_distinct(files)
     audio = sum(audio_seconds(f) for f in files)
-    raw, piped, pairs = paired_runs(bench, "overhead", files, deadline)
+    reference = bench.args.reference and bench.args.decoding == "product"
+    raw, piped, pairs, ref = paired_runs(bench, "overhead", files, deadline, reference=reference)
     out = Outcome(summary=repeats_line(pairs))
     out.rows.append(
         Row("overhead", "pipeline", len(files), audio, piped["wall_seconds"], "incl. model load", piped["cpu"])
     )
     out.rows.append(raw_row("overhead", "raw loop", raw, len(files), audio))
+    if ref is not None:
+        out.rows.append(raw_row("overhead", "raw, fw defaults", ref, len(files), audio))
     ratio = piped["wall_seconds"] / raw["wall_seconds"]
     raw_texts = texts(raw)
     agreement = mean_accuracy(
@@ -761,17 +874,35 @@ def section_overhead(bench: Bench, deadline: Deadline) -> Outcome:
     out.summary += [
         f"overhead = pipeline/raw = {ratio:.3f} ({piped['wall_seconds'] - raw['wall_seconds']:+.1f}s over "
         f"{len(files)} calls of {sizes.call_seconds / 60:g} min)",
-        f"pipeline: {piped['seconds_in_attempts']:.1f}s inside attempts, {outside:.1f}s outside (watch, dispatch, "
-        f"model load {sum(piped['model_loads_seconds']):.1f}s); raw per-file sum {_raw_file_sum(raw):.1f}s",
+        f"pipeline: {piped['seconds_in_attempts']:.1f}s inside attempts, {outside:.1f}s outside (settle, watch, "
+        f"dispatch, model load {sum(piped['model_loads_seconds']):.1f}s; first attempt began "
+        f"{piped['first_attempt_after']}s after the copy); raw per-file sum {_raw_file_sum(raw):.1f}s",
         f"transcripts pipeline vs raw: word accuracy {agreement:.4f}",
     ]
     out.data = {
         "pipeline": _without_transcripts(piped),
         "raw": _raw_summary(raw),
+        "raw_options": bench.raw_options,
         "overhead_ratio": round(ratio, 3),
         "word_accuracy_pipeline_vs_raw": agreement,
         "repeats": pairs,
     }
+    if ref is not None:
+        ref_texts = texts(ref)
+        ref_agreement = mean_accuracy(
+            [ref_texts[n] for n in sorted(raw_texts)], [raw_texts[n] for n in sorted(raw_texts)]
+        )
+        out.summary.append(
+            f"raw with faster-whisper's own defaults (model.transcribe(path)): {ref['wall_seconds']:.1f}s; raw with "
+            f"the product's options / that = {raw['wall_seconds'] / ref['wall_seconds']:.3f}, pipeline / that = "
+            f"{piped['wall_seconds'] / ref['wall_seconds']:.3f}; word accuracy product options vs fw defaults "
+            f"{ref_agreement:.4f}"
+        )
+        out.data |= {
+            "raw_fw_defaults": _raw_summary(ref),
+            "raw_fw_defaults_options": FW_DEFAULTS,
+            "word_accuracy_product_options_vs_fw_defaults": ref_agreement,
+        }
     return out
 
 
@@ -808,7 +939,7 @@ def section_small_files(bench: Bench, deadline: Deadline) -> Outcome:
     files = bench.audio.small_calls(bench.sizes.small_files)
     check_distinct(files)
     audio = sum(audio_seconds(f) for f in files)
-    raw, piped, pairs = paired_runs(bench, "small_files", files, deadline)
+    raw, piped, pairs, _ = paired_runs(bench, "small_files", files, deadline)
     n = len(files)
     out = Outcome(summary=repeats_line(pairs))
     out.rows.append(Row("small_files", "pipeline", n, audio, piped["wall_seconds"], "incl. model load", piped["cpu"]))
@@ -885,9 +1016,15 @@ def section_resume(bench: Bench, deadline: Deadline) -> Outcome:
         unlimited = pipeline.run([call], deadline)
     attempt_seconds = unlimited["seconds_in_attempts"]
     limit = max(3, round(bench.sizes.resume_fraction * attempt_seconds))
-    env = {"TASK_TIMEOUT_SECONDS": str(limit), "TASK_MAX_RETRIES": "6", "RETRY_BACKOFF_SECONDS": "0"}
+    env = {"TASK_TIMEOUT_SECONDS": str(limit)}
+    if bench.args.resume_retries is not None:
+        env["TASK_MAX_RETRIES"] = str(bench.args.resume_retries)
+    if bench.args.resume_backoff is not None:
+        env["RETRY_BACKOFF_SECONDS"] = f"{bench.args.resume_backoff:g}"
     with bench.pipeline("resume-limited", **env) as pipeline:
         limited = pipeline.run([call], deadline)
+    backoff = env.get("RETRY_BACKOFF_SECONDS", "30 (product default)")
+    retries = env.get("TASK_MAX_RETRIES", "3 (product default)")
     out = Outcome()
     out.rows.append(
         Row("resume", "pipeline, no limit", 1, audio, unlimited["wall_seconds"], "1 attempt", unlimited["cpu"])
@@ -909,8 +1046,12 @@ def section_resume(bench: Bench, deadline: Deadline) -> Outcome:
         f"unlimited attempt took {attempt_seconds:.1f}s; limit {limit}s "
         f"({100 * limit / attempt_seconds:.0f}%): {limited['attempts']} attempts {limited['attempt_outcomes']}",
         f"audio covered per attempt (from, to): {limited['attempt_audio']}",
-        f"resumed/unlimited wall {limited['wall_seconds'] / unlimited['wall_seconds']:.2f}x; model loads "
-        f"{len(limited['model_loads_seconds'])} ({sum(limited['model_loads_seconds']):.1f}s)",
+        f"RETRY_BACKOFF_SECONDS {backoff}, RETRY_BACKOFF_MAX_SECONDS 3600, TASK_MAX_RETRIES {retries}",
+        f"resumed/unlimited wall (backoff waits included) {limited['wall_seconds'] / unlimited['wall_seconds']:.2f}x; "
+        f"work inside attempts {limited['seconds_in_attempts']:.1f}s vs {attempt_seconds:.1f}s unlimited "
+        f"({limited['seconds_in_attempts'] / attempt_seconds:.2f}x); waits between attempts "
+        f"{limited['seconds_between_attempts']:.1f}s (longest {limited['max_gap_between_attempts']:.1f}s); "
+        f"model loads {len(limited['model_loads_seconds'])} ({sum(limited['model_loads_seconds']):.1f}s)",
         f"transcript resumed vs unlimited: word accuracy {accuracy:.4f} "
         f"({len(words(reference))} vs {len(words(resumed))} words)",
     ]
@@ -918,6 +1059,9 @@ def section_resume(bench: Bench, deadline: Deadline) -> Outcome:
         "unlimited": _without_transcripts(unlimited),
         "limited": _without_transcripts(limited),
         "time_limit_seconds": limit,
+        "settings": env,
+        "wall_ratio": round(limited["wall_seconds"] / unlimited["wall_seconds"], 3),
+        "work_ratio": round(limited["seconds_in_attempts"] / attempt_seconds, 3),
         "word_accuracy": accuracy,
     }
     return out
@@ -982,8 +1126,11 @@ def print_report(machine: dict[str, Any], outcomes: dict[str, Outcome], errors: 
     print(
         f"{machine['cpu_model']}, {machine['cores']} cores, {machine['ram_gib']} GiB; Python {machine['python']}, "
         f"faster-whisper {machine['faster_whisper']}, ctranslate2 {machine['ctranslate2']}; model {machine['model']} "
-        f"{machine['compute_type']}, {machine['threads']} threads, beam 5, VAD on, decoding {machine['decoding']}"
+        f"{machine['compute_type']}, {machine['threads']} threads, beam 5, VAD on, decoding {machine['decoding']}, "
+        f"service timing {machine['service_timing']}"
     )
+    for line in machine["not_shipped"]:
+        print(f"  not as shipped: {line}")
     print(HEADER)
     print("-" * len(HEADER))
     for name in SECTIONS:
@@ -994,6 +1141,21 @@ def print_report(machine: dict[str, Any], outcomes: dict[str, Outcome], errors: 
                 print(f"{'':<12} {line}")
         elif name in errors:
             print(f"{name:<12} FAILED: {errors[name].splitlines()[0]}")
+
+
+def source_commit() -> str:
+    """The last commit that changed src/ (the code measured), "+changes" if src/ differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "src"]).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
 
 
 def machine_info(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
@@ -1015,22 +1177,87 @@ def machine_info(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
         "beam_size": 5,
         "vad_filter": True,
         "decoding": args.decoding,
+        "service_timing": args.service_timing,
+        "commit": source_commit(),
+        "not_shipped": not_shipped(args),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
-COMPARABLE = ("decoding", "model", "threads", "cores")  # earlier sections are kept only when these match
+COMPARABLE = (
+    "decoding",
+    "service_timing",
+    "model",
+    "threads",
+    "cores",
+    "commit",
+)  # earlier sections are kept only when these match
+
+
+def all_rounds(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians and spread over every round of a section (``--add-rounds`` collects them across invocations)."""
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    ratios = [p["ratio"] for p in pairs]
+    out: dict[str, Any] = {
+        "rounds": len(pairs),
+        "ratio_median": round(median(ratios), 3),
+        "ratio_spread": [min(ratios), max(ratios)],
+        "raw_median": round(median([p["raw"] for p in pairs]), 2),
+        "pipeline_median": round(median([p["pipeline"] for p in pairs]), 2),
+    }
+    cpu_ratios = [p["cpu_ratio"] for p in pairs if p.get("cpu_ratio")]
+    if cpu_ratios:
+        out["cpu_ratio_median"] = round(median(cpu_ratios), 3)
+        out["cpu_ratio_spread"] = [min(cpu_ratios), max(cpu_ratios)]
+    references = [p["raw_fw_defaults"] for p in pairs if "raw_fw_defaults" in p]
+    if references:
+        out["raw_fw_defaults_median"] = round(median(references), 2)
+        out["raw_fw_defaults_spread"] = [min(references), max(references)]
+    return out
 
 
 def write_results(
-    path: Path, machine: dict[str, Any], mode: str, outcomes: dict[str, Outcome], errors: dict[str, str]
+    path: Path,
+    machine: dict[str, Any],
+    mode: str,
+    outcomes: dict[str, Outcome],
+    errors: dict[str, str],
+    *,
+    add_rounds: bool = False,
 ) -> None:
     previous: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         previous = json.loads(path.read_text())
-    same_kind = [previous.get("mode"), *(previous.get("machine", {}).get(k) for k in COMPARABLE)]
+    before = {"service_timing": "fast", "commit": "unknown", **previous.get("machine", {})}  # older files
+    same_kind = [previous.get("mode"), *(before.get(k) for k in COMPARABLE)]
     sections = previous.get("sections", {}) if same_kind == [mode, *(machine[k] for k in COMPARABLE)] else {}
+    same_sizes = previous.get("machine", {}).get("sizes") == json.loads(json.dumps(machine.get("sizes")))  # tuples
+    for name, outcome in outcomes.items():
+        if "repeats" in outcome.data:
+            earlier = sections.get(name, {}).get("repeats", []) if add_rounds and same_sizes else []
+            if add_rounds and not earlier:
+                print(f"{name}: no earlier rounds of the same kind and size in {path}: starting afresh")
+            outcome.data["repeats"] = [*earlier, *outcome.data["repeats"]]
+            outcome.data["all_rounds"] = every = all_rounds(outcome.data["repeats"])
+            line = (
+                f"all {every['rounds']} round(s) in this file: pipeline/raw wall median {every['ratio_median']:.3f}, "
+                f"spread {every['ratio_spread'][0]:.3f}-{every['ratio_spread'][1]:.3f}; own CPU-s ratio median "
+                f"{every.get('cpu_ratio_median')} spread {every.get('cpu_ratio_spread')}; medians pipeline "
+                f"{every['pipeline_median']:.1f}s, raw {every['raw_median']:.1f}s"
+                + (
+                    f", raw fw defaults {every['raw_fw_defaults_median']:.1f}s"
+                    if "raw_fw_defaults_median" in every
+                    else ""
+                )
+            )
+            outcome.summary.append(line)
+            print(f"{name}: {line}")
     for name, outcome in outcomes.items():
         sections[name] = {
             "rows": [r.as_dict() for r in outcome.rows],
@@ -1070,11 +1297,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--decoding",
         choices=("plain", "product"),
-        default="plain",
-        help="plain (default): faster-whisper's defaults on both sides, i.e. the pipeline runs with "
-        "WHISPER_CONDITION_ON_PREVIOUS_TEXT=true and WHISPER_HALLUCINATION_SILENCE_THRESHOLD=0; "
-        "product: the product's defaults on both sides, i.e. the raw loop also gets "
-        "condition_on_previous_text=False, hallucination_silence_threshold=2, word_timestamps=True",
+        default="product",
+        help="product (default): the product's defaults on both sides, i.e. the raw loop also gets "
+        "condition_on_previous_text=False, hallucination_silence_threshold=2, word_timestamps=True (the product "
+        "forces word timings on when the threshold is set); plain: faster-whisper's defaults on both sides "
+        "(beam 5 and VAD on still), i.e. the pipeline runs with WHISPER_CONDITION_ON_PREVIOUS_TEXT=true and "
+        "WHISPER_HALLUCINATION_SILENCE_THRESHOLD=0 (the setup of the first figures, not what ships)",
+    )
+    parser.add_argument(
+        "--service-timing",
+        choices=("product", "fast"),
+        default="product",
+        help="product (default): the services' shipped timing (WATCH_SETTLE_SECONDS 5, WATCH_POLL_SECONDS 30, "
+        "CLEANUP_INTERVAL_SECONDS 60, DISPATCH_INTERVAL_SECONDS 2); fast: settle 0.5, poll 1, cleanup 1 (the "
+        "setup of the first figures, not what ships)",
+    )
+    parser.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="overhead with --decoding product: skip the raw run with faster-whisper's own defaults",
+    )
+    parser.add_argument(
+        "--first",
+        choices=("raw", "pipeline"),
+        default="raw",
+        help="overhead and small_files: which side runs first in the first round (then it alternates)",
     )
     parser.add_argument("--model", default="tiny.en", help="WHISPER_MODEL for both sides (default tiny.en)")
     parser.add_argument(
@@ -1101,6 +1349,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="resume: the time limit as a fraction of the unlimited attempt (default 0.4)",
     )
     parser.add_argument(
+        "--resume-backoff",
+        type=float,
+        help="resume: RETRY_BACKOFF_SECONDS for the limited run (default: unset, the product's 30; the first "
+        "figures used 0)",
+    )
+    parser.add_argument(
+        "--resume-retries",
+        type=int,
+        help="resume: TASK_MAX_RETRIES for the limited run (default: unset, the product's 3; the first figures used 6)",
+    )
+    parser.add_argument(
         "--no-batched-pipeline",
         dest="batched_pipeline",
         action="store_false",
@@ -1114,6 +1373,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and report each side's median (default 1; 3 is steadier on a VM whose speed drifts)",
     )
     parser.add_argument(
+        "--add-rounds",
+        action="store_true",
+        help="overhead and small_files: keep the rounds already in the results file (same settings and sizes) and "
+        "add this run's, so that several short invocations make one set of paired rounds (medians and spread over "
+        "all of them are reported)",
+    )
+    parser.add_argument(
         "--section-timeout",
         type=float,
         help="seconds one section may take before it is stopped (default 3600; quick 900)",
@@ -1121,7 +1387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url",
         default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres",
-        help="an admin connection; a database bench_pvr_<pid>_<n> is created per pipeline run and "
+        help="an admin connection; a database transcriber_bench_pvr_<pid>_<n> is created per pipeline run and "
         "dropped after it (default %(default)s)",
     )
     parser.add_argument(
@@ -1138,7 +1404,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--output",
         type=Path,
-        help="results file (default bench/results/pipeline_vs_raw.json; quick: pipeline_vs_raw.quick.json)",
+        help="results file (default bench/results/pipeline_vs_raw.<decoding>.json; quick: "
+        "pipeline_vs_raw.<decoding>.quick.json)",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each timed run wait, at most this long, until other work has used under 10%% of the machine "
+        "for 10 s (default 0: start at once); for a machine shared with other work",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (service logs, transcripts)")
     args = parser.parse_args(argv)
@@ -1180,6 +1455,7 @@ def run_sections(bench: Bench, names: list[str]) -> tuple[dict[str, Outcome], di
         print(f"== {name} ...", flush=True)
         began = time.monotonic()
         load = [round(x, 2) for x in os.getloadavg()]
+        bench.wait_pending = True
         try:
             outcome = RUNNERS[name](bench, bench.deadline())
         except Exception as exc:  # SectionTimeout too
@@ -1220,8 +1496,8 @@ def main(argv: list[str] | None = None) -> int:
         outcomes, errors = run_sections(bench, names)
     print_report(machine, outcomes, errors)
     mode = "quick" if args.quick else "full"
-    default = BENCH / "results" / ("pipeline_vs_raw.quick.json" if args.quick else "pipeline_vs_raw.json")
-    write_results(args.output or default, machine, mode, outcomes, errors)
+    default = BENCH / "results" / f"pipeline_vs_raw.{args.decoding}{'.quick' if args.quick else ''}.json"
+    write_results(args.output or default, machine, mode, outcomes, errors, add_rounds=args.add_rounds)
     if any(e.startswith("interrupted") for e in errors.values()):
         return 130
     return 1 if errors else 0

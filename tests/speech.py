@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import wave
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,93 @@ def keywords_in_order_once(transcript: str, words: Sequence[str]) -> list[str]:
     if positions != sorted(positions):
         problems.append("out of order")
     return problems
+
+
+# Recorded human voices in shared/audio (see its README): file, channel (None: mono), what is said.
+REAL_VOICES = [
+    (
+        "jfk.flac",
+        None,
+        "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country.",
+    ),  # noqa: E501
+    (
+        "stereo_diarization.wav",
+        0,
+        "He began a confused complaint against the wizard, who had vanished behind the curtain on the left.",
+    ),  # noqa: E501
+    ("stereo_diarization.wav", 1, "The horizon seems extremely distant."),
+]
+
+
+@dataclass(frozen=True)
+class Said:
+    """One sentence placed in a built call: where it is (seconds) and its words."""
+
+    start: float
+    end: float
+    text: str
+
+
+def real_voice(folder: Path, name: str, channel: int | None) -> np.ndarray:
+    """One recorded voice at 16 kHz, its leading and trailing silence trimmed (0.1 s kept)."""
+    from transcriber.audio import decode, decode_sides
+
+    samples = decode(str(folder / name)) if channel is None else decode_sides(str(folder / name), "split")[channel]
+    loud = np.flatnonzero(np.abs(samples) > 0.01)
+    return samples[max(loud[0] - 1600, 0) : loud[-1] + 1600]
+
+
+def at_speed(samples: np.ndarray, factor: float) -> np.ndarray:
+    """Played ``factor`` times as fast (pitch follows, as on a tape)."""
+    n = int(len(samples) / factor)
+    return np.interp(np.linspace(0, len(samples) - 1, n), np.arange(len(samples)), samples).astype(np.float32)
+
+
+def real_voice_call(folder: Path, seconds: float, *, seed: int, hold: float = 20.0) -> tuple[np.ndarray, list[Said]]:
+    """A call of at least ``seconds`` of the recorded voices (speeds 0.9-1.1, pauses 0.3-4 s, never the same
+    sentence twice in a row) with a quiet hold section of ``hold`` seconds half-way; returns audio and truth."""
+    import random
+
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    voices = [(real_voice(folder, name, channel), text) for name, channel, text in REAL_VOICES]
+    parts: list[np.ndarray] = []
+    said: list[Said] = []
+    at, last = 0.0, -1
+    while at < seconds:
+        if hold and at > seconds / 2:
+            parts.append((0.003 * noise.standard_normal(int(hold * 16000))).astype(np.float32))  # a quiet line
+            at, hold = at + hold, 0.0
+        index = rng.choice([i for i in range(len(voices)) if i != last])
+        last = index
+        voice = at_speed(voices[index][0], rng.uniform(0.9, 1.1))
+        parts.append(voice)
+        said.append(Said(at, at + len(voice) / 16000, voices[index][1]))
+        at += len(voice) / 16000
+        pause = rng.uniform(0.3, 4.0)
+        parts.append(silence(pause))
+        at += pause
+    return np.concatenate(parts), said
+
+
+def sentences_missing(said: Sequence[Said], segments: Sequence[object], *, share: float = 0.6) -> list[Said]:
+    """The sentences of which fewer than ``share`` of the words appear in the segments overlapping them.
+
+    ``segments`` are anything with ``start``, ``end`` and ``text`` (ours or faster-whisper's).
+    """
+    import re
+
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z']+", text.lower())
+
+    missing = []
+    for sentence in said:
+        near = " ".join(
+            s.text  # type: ignore[attr-defined]
+            for s in segments
+            if s.end > sentence.start - 0.5 and s.start < sentence.end + 0.5  # type: ignore[attr-defined]
+        )
+        heard, wanted = set(words(near)), words(sentence.text)
+        if sum(w in heard for w in wanted) < share * len(wanted):
+            missing.append(sentence)
+    return missing

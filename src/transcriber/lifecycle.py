@@ -33,10 +33,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from transcriber.coverage import Coverage
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
 from transcriber.names import printable, real_path
 from transcriber.quality import ScoredSegment, assess
@@ -435,9 +436,33 @@ def _resume_point(session: Session, recording_id: uuid.UUID) -> tuple[float, int
             SegmentRow.recording_id == recording_id
         )
     ).one()
-    if not row[1]:
-        return 0.0, 0
-    return float(row[0]), int(row[2]) + 1
+    last_success = select(func.coalesce(func.max(Attempt.attempt), 0)).where(
+        Attempt.recording_id == recording_id, Attempt.outcome == AttemptOutcome.SUCCEEDED.value
+    )
+    reached = session.scalar(  # decoded up to here without a word to save (silence, a short limit's first piece)
+        select(func.max(Attempt.audio_end_seconds)).where(
+            Attempt.recording_id == recording_id, Attempt.attempt > last_success.scalar_subquery()
+        )
+    )
+    resume = max(float(row[0] or 0.0), float(reached or 0.0))
+    return resume, (int(row[2]) + 1 if row[1] else 0)
+
+
+def timeouts_without_progress(session: Session, claim: Claim) -> int:
+    """How many attempts in a row, just before this one, ran out of time where this one begins."""
+    rows = session.execute(
+        select(Attempt.outcome, Attempt.audio_start_seconds, Attempt.audio_end_seconds)
+        .where(Attempt.recording_id == claim.recording_id, Attempt.attempt < claim.attempt)
+        .order_by(Attempt.attempt.desc())
+        .limit(20)
+    ).all()
+    stalled = 0
+    for outcome, start, end in rows:
+        began_here = abs((start or 0.0) - claim.resume_from) < 0.01
+        if outcome != AttemptOutcome.TIMEOUT.value or not began_here or (end or 0.0) > claim.resume_from + 0.01:
+            break
+        stalled += 1
+    return stalled
 
 
 def set_attempt_plan(
@@ -489,10 +514,14 @@ def save_progress(
                 for i, seg in enumerate(segments)
             ],
         )
+    reached = progress_seconds if progress_seconds is not None else (segments[-1].end if segments else None)
+    if reached is not None:  # how far this attempt got (a repaired segment may end earlier than the rest)
         session.execute(
             update(Attempt)
             .where(Attempt.id == claim.attempt_id)
-            .values(audio_end_seconds=segments[-1].end)
+            .values(
+                audio_end_seconds=case((Attempt.audio_end_seconds > reached, Attempt.audio_end_seconds), else_=reached)
+            )
             .execution_options(synchronize_session=False)
         )
 
@@ -524,19 +553,23 @@ def complete_recording(
     language: str | None,
     duration_seconds: float | None,
     language_probability: float | None = None,
-    speech_seconds: float | None = None,
+    coverage: Coverage | None = None,
     channels: int | None = None,
 ) -> str:
-    """Mark the recording completed with its transcript and quality figures.
+    """Mark the recording completed with its transcript, quality figures and speech coverage.
 
     ``segments`` are the ones saved for it (``transcripts.load_segments``), read once by
-    the caller, who wrote the output files from the same read.
+    the caller, who wrote the output files from the same read. ``coverage`` is measured
+    from them against the speech VAD heard over the whole call (``coverage.measure``): the
+    words per minute are too, so a resumed call is measured whole, not its last attempt.
     """
     transcript = transcript_text(segments)
+    measured = coverage
     figures = assess(
         [ScoredSegment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob) for s in segments],
-        speech_seconds=speech_seconds,
+        speech_seconds=measured.speech_seconds if measured else None,
         language_probability=language_probability,
+        gaps=measured.review_gaps() if measured else (),
     )
     covered = (duration_seconds or 0.0) - claim.resume_from
     speed = (now - claim.claimed_at).total_seconds() / covered if claim.claimed_at and covered > 1.0 else None
@@ -559,6 +592,8 @@ def complete_recording(
         avg_logprob=figures.avg_logprob,
         no_speech_prob=figures.no_speech_prob,
         words_per_minute=figures.words_per_minute,
+        uncovered_seconds=measured.uncovered_seconds if measured else None,
+        uncovered_spans=measured.gaps_json() if measured else None,
         needs_review=figures.needs_review,
         review_reasons="; ".join(figures.reasons) or None,
         updated_at=now,

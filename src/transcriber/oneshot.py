@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from transcriber.audio import check_readable
+from transcriber.coverage import Coverage, Gap, describe, measure
 from transcriber.outputs import TranscriptDoc, write_outputs
 from transcriber.runner import Done, Info, Request, SupervisedModel, decode_options, model_config_for
 from transcriber.segments import Segment
@@ -21,6 +22,8 @@ class OneShotResult:
     language: str | None
     duration: float | None
     files: list[Path]
+    coverage: Coverage | None = None
+    uncovered: str | None = None  # "22.6 s of speech without text at 04:24-04:46": listen there
 
 
 def progress_line(done: float, total: float | None, width: int = 30) -> str:
@@ -52,6 +55,7 @@ def transcribe_file(
     segments: list[Segment] = []
     duration: float | None = None
     language: str | None = None
+    speech: tuple[Gap, ...] | None = None
     try:
         for event in runner.transcribe(Request(str(path), 0.0, decode_options(settings)), deadline=None):
             if isinstance(event, Info):
@@ -62,12 +66,14 @@ def transcribe_file(
                     stream.write("\r" + progress_line(event.end, duration))
                     stream.flush()
             elif isinstance(event, Done):
-                language = event.language
+                language, speech = event.language, event.speech
     finally:
         runner.close()
         if show:
             stream.write("\r" + progress_line(duration or 0.0, duration) + "\n")
-    doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model)
+    measured = measure(speech, segments) if speech is not None else None
+    doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model, measured)
     stem = (output_dir or path.parent) / path.stem
     files = write_outputs(doc, stem, formats)
-    return OneShotResult(doc.text, language, duration, files)
+    review = measured.review_gaps() if measured else []
+    return OneShotResult(doc.text, language, duration, files, measured, describe(review) if review else None)

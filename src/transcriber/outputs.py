@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from transcriber.coverage import Coverage
 from transcriber.segments import Segment, spoken, transcript_text
 
 
@@ -24,6 +25,7 @@ class TranscriptDoc:
     language: str | None
     duration: float | None
     model: str
+    coverage: Coverage | None = None  # speech heard by VAD and the stretches of it without text
 
     def lines(self) -> list[Segment]:
         """The segments that hold words, stripped, in order."""
@@ -87,7 +89,7 @@ def render_json(doc: TranscriptDoc) -> str:
                 {"start": round(w[0], 3), "end": round(w[1], 3), "word": w[2], "probability": w[3]} for w in line.words
             ]
         segments.append(item)
-    body = {
+    body: dict[str, Any] = {
         "source": doc.source,
         "language": doc.language,
         "duration": doc.duration,
@@ -95,6 +97,8 @@ def render_json(doc: TranscriptDoc) -> str:
         "text": doc.text,
         "segments": segments,
     }
+    if doc.coverage is not None:
+        body["coverage"] = doc.coverage.to_json()
     return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
 
 

@@ -5,13 +5,17 @@ Bounds (documented in the README): a transcript ``needs_review`` when
 - the mean log-probability of its segments (weighted by duration) is below -1.0;
 - the mean no-speech probability of its segments is above 0.6 (text where Whisper heard none);
 - there are more than 260 words per minute of speech (repetition loops);
-- there are fewer than 40 words per minute over at least 30 s of speech (speech missed).
+- there are fewer than 40 words per minute over at least 30 s of speech (speech missed);
+- a stretch of speech of at least 3 s (``coverage.REVIEW_SECONDS``) still has no text after the
+  repair: ``22.6 s of speech without text at 04:24-04:46``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from transcriber.coverage import Gap, describe
 
 MIN_LANGUAGE_PROBABILITY = 0.5
 MIN_AVG_LOGPROB = -1.0
@@ -52,7 +56,11 @@ def _weighted(values: Sequence[tuple[float | None, float]]) -> float | None:
 
 
 def assess(
-    segments: Sequence[ScoredSegment], *, speech_seconds: float | None, language_probability: float | None
+    segments: Sequence[ScoredSegment],
+    *,
+    speech_seconds: float | None,
+    language_probability: float | None,
+    gaps: Sequence[Gap] = (),
 ) -> Quality:
     """The figures of one transcript and the reasons, if any, to distrust it."""
     spoken = [s for s in segments if s.text.strip()]
@@ -71,6 +79,8 @@ def assess(
         reasons.append(f"{wpm:.0f} words per minute of speech: repeated or invented text?")
     if wpm is not None and (speech_seconds or 0) >= MIN_SPEECH_FOR_RATE and wpm < MIN_WORDS_PER_MINUTE:
         reasons.append(f"{wpm:.0f} words per minute over {speech_seconds:.0f}s of speech: speech missed?")
+    if gaps:
+        reasons.append(describe(gaps))
     return Quality(language_probability, speech_seconds, avg_logprob, no_speech, wpm, reasons)
 
 

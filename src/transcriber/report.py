@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
+from transcriber.coverage import clock
 from transcriber.errors import TranscriberError
 from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus
 
@@ -41,7 +43,18 @@ def summary(session: Session, *, now: datetime) -> dict[str, Any]:
         .where(Recording.status == RecordingStatus.PROCESSING.value)
         .order_by(Recording.started_at)
     ).all()
+    review = session.execute(
+        select(Recording.id, Recording.file_name, Recording.review_reasons)
+        .where(Recording.needs_review.is_(True), Recording.status == RecordingStatus.COMPLETED.value)
+        .order_by(Recording.finished_at.desc())
+        .limit(5)
+    ).all()
+    review_count = session.scalar(select(func.count()).where(Recording.needs_review.is_(True))) or 0
     return {
+        "needs_review": {
+            "count": int(review_count),
+            "latest": [{"id": str(r.id), "file_name": r.file_name, "reasons": r.review_reasons} for r in review],
+        },
         "recordings": {status.value: int(by_status.get(status.value, 0)) for status in RecordingStatus},
         "attempts": {outcome.value: int(by_outcome.get(outcome.value, 0)) for outcome in AttemptOutcome},
         "processing": [
@@ -76,6 +89,12 @@ def format_summary(data: dict[str, Any]) -> str:
     not_ok = sum(v for k, v in runs.items() if k not in ("succeeded", "running"))
     if not_ok:
         lines.append(f"            {not_ok} run(s) did not succeed, for {recs['failed']} failed recording(s)")
+    review = data.get("needs_review") or {}
+    if review.get("count"):
+        lines += ["", f"needs review {review['count']} (all: transcriber status --needs-review)"]
+        for r in review["latest"]:
+            lines += _with_name(f"{r['id'][:8]:<10}", r["file_name"])
+            lines += _wrap(r["reasons"] or "")
     if data["processing"]:
         lines += ["", f"{'processing':<8}  {'worker':<16}  {'done':>5}  {'finish':>8}  {'beat':>6}  file"]
         for r in data["processing"]:
@@ -289,6 +308,8 @@ def attempts_of(session: Session, ref: str, *, now: datetime | None = None) -> d
             "avg_logprob": rec.avg_logprob,
             "no_speech_prob": rec.no_speech_prob,
             "words_per_minute": rec.words_per_minute,
+            "uncovered_seconds": rec.uncovered_seconds,
+            "uncovered": json.loads(rec.uncovered_spans) if rec.uncovered_spans else [],
             "needs_review": rec.needs_review,
             "review_reasons": rec.review_reasons,
         },
@@ -329,6 +350,10 @@ def format_detail(data: dict[str, Any]) -> str:
             f"   lang p {_num(q['language_probability'])}   logprob {_num(q['avg_logprob'])}"
             f"   no-speech {_num(q['no_speech_prob'])}   wpm {_num(q['words_per_minute'], 0)}"
         )
+    if q.get("uncovered_seconds") is not None:
+        spans = ", ".join(f"{clock(g['start'])}-{clock(g['end'])}" for g in q.get("uncovered") or [])
+        said = f"speech without text {_secs(q['uncovered_seconds'])}" + (f" at {spans}" if spans else "")
+        lines += textwrap.wrap(said, WIDTH, initial_indent="coverage  ", subsequent_indent=" " * 10)
     if q.get("needs_review"):
         lines += ["review"] + _wrap(q.get("review_reasons") or "")
     if data.get("estimated_finish"):

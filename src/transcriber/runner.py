@@ -22,6 +22,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from transcriber.coverage import Gap
 from transcriber.errors import AttemptTimeout, ModelNotFound, PermanentError, RetryableError, WorkerLost
 from transcriber.model_store import resolve_model
 from transcriber.segments import Segment
@@ -100,7 +101,15 @@ class Done:
     language: str | None
     language_probability: float | None
     rss_mb: float | None = None
-    speech_seconds: float | None = None
+    speech: tuple[Gap, ...] | None = None  # the speech VAD heard on each side, over the whole call
+    repaired: int = 0  # segments the repair recovered
+
+
+@dataclass(frozen=True)
+class Reached:
+    """Decoded up to ``seconds`` (whether or not it held words): the next attempt may start here."""
+
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ class Tick:
     """Nothing new for a while: a chance to heartbeat."""
 
 
-Event = Info | Segment | Done | Tick
+Event = Info | Segment | Reached | Done | Tick
 Events = Generator[Event, None, None]
 
 
@@ -117,6 +126,19 @@ class Request:
     path: str
     start: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    previous: tuple[Segment, ...] = ()  # segments earlier attempts saved: their time is covered
+    first_piece: float | None = None  # decode this many seconds on their own first (short limits)
+
+    def to_wire(self, request_id: str) -> dict[str, Any]:
+        return {
+            "type": "transcribe",
+            "id": request_id,
+            "path": self.path,
+            "start": self.start,
+            "options": self.options,
+            "previous": [[s.start, s.end, s.speaker] for s in self.previous if s.text.strip()],
+            "first_piece": self.first_piece,
+        }
 
 
 class Deadline:
@@ -165,6 +187,28 @@ class Runner(Protocol):
     def transcribe(self, request: Request, *, deadline: Deadline | None, tick: float = 5.0) -> Events: ...
 
     def close(self) -> None: ...
+
+
+def _event(message: dict[str, Any]) -> Event | None:
+    """A model-process reply (other than ``error``) as the event it stands for."""
+    kind = message["type"]
+    if kind == "info":
+        return Info(float(message["duration"]), int(message.get("channels") or 1))
+    if kind == "segment":
+        return Segment.from_wire(message)
+    if kind == "reached":
+        return Reached(float(message["seconds"]))
+    if kind == "done":
+        speech = message.get("speech")
+        return Done(
+            message.get("language"),
+            message.get("language_probability"),
+            message.get("rss_mb"),
+            None if speech is None else tuple(Gap(float(a), float(b), who) for a, b, who in speech),
+            int(message.get("repaired") or 0),
+        )
+    log.debug("model process sent an unknown reply: %s", kind)
+    return None
 
 
 class SupervisedModel:
@@ -244,8 +288,7 @@ class SupervisedModel:
         request_id = uuid.uuid4().hex
         finished = False
         try:
-            self._write({"type": "transcribe", "id": request_id, "path": request.path, "start": request.start,
-                         "options": request.options})  # fmt: skip
+            self._write(request.to_wire(request_id))
             while True:
                 wait_until = time.monotonic() + tick
                 left = deadline.remaining() if deadline is not None else None
@@ -263,25 +306,19 @@ class SupervisedModel:
                 if message.get("id") != request_id:
                     log.warning("dropped a model-process reply for another request (%s)", message.get("type"))
                     continue
-                kind = message["type"]
-                if kind == "info":
-                    yield Info(float(message["duration"]), int(message.get("channels") or 1))
-                elif kind == "segment":
-                    yield Segment.from_wire(message)
-                elif kind == "done":
-                    finished = True
-                    done = Done(
-                        message.get("language"), message.get("language_probability"), message.get("rss_mb"),
-                        message.get("speech_seconds"),
-                    )  # fmt: skip
-                    self._recycle_if_due(done.rss_mb)
-                    yield done
-                    return
-                elif kind == "error":
+                if message["type"] == "error":
                     finished = True
                     if message["kind"] == "permanent":
                         raise PermanentError(message["message"])
                     raise RetryableError(message["message"])
+                event = _event(message)
+                if isinstance(event, Done):
+                    finished = True
+                    self._recycle_if_due(event.rss_mb)
+                    yield event
+                    return
+                if event is not None:
+                    yield event
         finally:
             if not finished:
                 self.kill()  # it may still be working on this request: the next one starts with a fresh process

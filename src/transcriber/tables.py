@@ -144,6 +144,9 @@ class Recording(Base):
     avg_logprob: Mapped[float | None] = mapped_column(Float)
     no_speech_prob: Mapped[float | None] = mapped_column(Float)
     words_per_minute: Mapped[float | None] = mapped_column(Float)
+    # Speech (found by VAD) that has no text after the repair: seconds, and JSON [{start, end, speaker?}, ...].
+    uncovered_seconds: Mapped[float | None] = mapped_column(Float)
+    uncovered_spans: Mapped[str | None] = mapped_column(Text)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     review_reasons: Mapped[str | None] = mapped_column(Text)
 

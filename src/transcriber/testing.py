@@ -4,7 +4,7 @@ Like a stub broker, ``FakeRunner`` replaces only the model: the attempt still cl
 heartbeats, saves and completes against a real database. A script is the list of
 what the "model" does for one request, in order:
 
-- an event (``Info``, ``Segment``, ``Done``, ``Tick``): yielded to the attempt;
+- an event (``Info``, ``Segment``, ``Reached``, ``Done``, ``Tick``): yielded to the attempt;
 - an exception instance: raised from the runner, as the real one raises
   ``AttemptTimeout``, ``WorkerLost`` or ``PermanentError``;
 - a callable: called with no argument before the next step (an operator's SQL, a
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from transcriber.coverage import Gap
 from transcriber.runner import Deadline, Done, Event, Events, Info, Request
 from transcriber.segments import Segment
 
@@ -28,7 +29,7 @@ def speech(duration: float, *texts: str, language: str = "en") -> list[Step]:
     """A script for a call of ``duration`` seconds whose sentences are spread evenly over it."""
     step = duration / max(len(texts), 1)
     segments: list[Step] = [Segment(i * step, (i + 1) * step, f" {t}", avg_logprob=-0.2) for i, t in enumerate(texts)]
-    return [Info(duration), *segments, Done(language, 0.99, speech_seconds=duration)]
+    return [Info(duration), *segments, Done(language, 0.99, speech=(Gap(0.0, duration),))]
 
 
 @dataclass

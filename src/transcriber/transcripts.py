@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from transcriber.coverage import Coverage
 from transcriber.outputs import TranscriptDoc
 from transcriber.segments import Segment, words_from
 from transcriber.tables import Recording
@@ -14,9 +15,12 @@ from transcriber.tables import Segment as SegmentRow
 
 
 def load_segments(session: Session, recording_id: uuid.UUID) -> list[Segment]:
-    """The segments saved for a recording, in order (one read serves the outputs and the transcript)."""
+    """The segments saved for a recording, in time order (one read serves the outputs and the transcript).
+
+    Time, not save order: a repaired stretch is saved after the segments that follow it.
+    """
     rows = session.scalars(
-        select(SegmentRow).where(SegmentRow.recording_id == recording_id).order_by(SegmentRow.idx)
+        select(SegmentRow).where(SegmentRow.recording_id == recording_id).order_by(SegmentRow.start, SegmentRow.idx)
     ).all()
     return [
         Segment(r.start, r.end, r.text, r.speaker, r.avg_logprob, r.no_speech_prob, words_from(r.words)) for r in rows
@@ -24,13 +28,20 @@ def load_segments(session: Session, recording_id: uuid.UUID) -> list[Segment]:
 
 
 def document(
-    recording: Recording, segments: list[Segment], *, model: str, language: str | None, duration: float | None
+    recording: Recording,
+    segments: list[Segment],
+    *,
+    model: str,
+    language: str | None,
+    duration: float | None,
+    coverage: Coverage | None = None,
 ) -> TranscriptDoc:
     return TranscriptDoc(source=recording.file_name, segments=segments, language=language, duration=duration,
-                         model=model)  # fmt: skip
+                         model=model, coverage=coverage)  # fmt: skip
 
 
 def load_document(session: Session, recording: Recording, *, model: str) -> TranscriptDoc:
     """The segments saved for ``recording``, in order, with its language and duration."""
     segments = load_segments(session, recording.id)
-    return document(recording, segments, model=model, language=recording.language, duration=recording.duration_seconds)
+    return document(recording, segments, model=model, language=recording.language, duration=recording.duration_seconds,
+                    coverage=Coverage.stored(recording.speech_seconds, recording.uncovered_spans))  # fmt: skip

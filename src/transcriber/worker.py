@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
 from transcriber.audio import FileState, check_inside, check_same_audio, check_unchanged_since
+from transcriber.coverage import measure
 from transcriber.db import describe_error, make_engine, make_session_factory, transaction
 from transcriber.errors import Interrupted, LeaseLost, PermanentError, RetryableError, TranscriberError
 from transcriber.outputs import output_stem, write_outputs
@@ -40,6 +41,7 @@ from transcriber.runner import (
     Deadline,
     Done,
     Info,
+    Reached,
     Request,
     Runner,
     SupervisedModel,
@@ -255,15 +257,16 @@ def _complete(
         segments = load_segments(session, claim.recording_id)
         recording = session.get(Recording, claim.recording_id)
         assert recording is not None
+        measured = measure(done.speech, segments) if done.speech is not None else None
         if settings.formats:
             doc = document(recording, segments, model=settings.whisper_model, language=done.language,
-                           duration=progress.duration)  # fmt: skip
+                           duration=progress.duration, coverage=measured)  # fmt: skip
             write_outputs(doc, output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path),
                           settings.formats)  # fmt: skip
         lifecycle.complete_recording(
             session, claim, now=now(), segments=segments, language=done.language,
             duration_seconds=progress.duration, language_probability=done.language_probability,
-            speech_seconds=done.speech_seconds, channels=progress.channels,
+            coverage=measured, channels=progress.channels,
         )  # fmt: skip
 
     persist(ctx, f"recording {claim.recording_id}: completing", write)
@@ -336,6 +339,9 @@ class _Progress:
         elif isinstance(event, Segment):
             self.pending.append(event)
             self.audio_done = max(self.audio_done, event.end)
+        elif isinstance(event, Reached):
+            self.audio_done = max(self.audio_done, event.seconds)
+            self.flush()  # the next attempt starts here even if no word was heard
         elif isinstance(event, Done):
             self.audio_done = self.duration or self.audio_done
             self.done = event
@@ -377,6 +383,23 @@ class _Progress:
         self.saved()
 
 
+FIRST_PIECE_SECONDS = 30.0  # one Whisper window: halved for each attempt in a row that timed out where it began
+MIN_FIRST_PIECE_SECONDS = 2.0
+
+
+def _resume_state(session: Session, claim: lifecycle.Claim) -> tuple[list[Segment], float | None]:
+    """What earlier attempts saved (their time counts as covered), and the first piece to decode alone.
+
+    An attempt that timed out before it decoded anything would start where it began
+    forever; each such attempt in a row halves the first piece, so one finishes in time.
+    """
+    previous = load_segments(session, claim.recording_id) if claim.resume_from or claim.next_segment_idx else []
+    stalled = lifecycle.timeouts_without_progress(session, claim)
+    if not stalled:
+        return previous, None
+    return previous, max(FIRST_PIECE_SECONDS / 2**stalled, MIN_FIRST_PIECE_SECONDS)
+
+
 def _transcribe(
     ctx: WorkerContext,
     runner: Runner,
@@ -392,7 +415,9 @@ def _transcribe(
     deadline = Deadline(limit_for, claim.duration_seconds)
     progress = _Progress(ctx, claim, deadline, now, on_progress)
     progress.flush()  # the limit is on the attempt row from its first second
-    request = Request(claim.real_path, claim.resume_from, decode_options(settings))
+    previous, first_piece = persist(ctx, f"recording {claim.recording_id}: reading its progress",
+                                    lambda session: _resume_state(session, claim))  # fmt: skip
+    request = Request(claim.real_path, claim.resume_from, decode_options(settings), tuple(previous), first_piece)
     try:
         with contextlib.closing(
             runner.transcribe(request, deadline=deadline, tick=settings.heartbeat_seconds)

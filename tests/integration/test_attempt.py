@@ -280,3 +280,95 @@ def test_the_deadline_is_planned_once_from_the_measured_duration(world: World) -
     [deadline] = world.runner.deadlines
     assert deadline is not None and deadline.seconds == 1200.0
     assert world.one("SELECT time_limit_seconds FROM attempts WHERE recording_id = :id", id=world.key(rid))[0] == 1200.0
+
+
+# ---------------------------------------------------------------- coverage (issue 12)
+
+
+def quality(world: World, rid: uuid.UUID) -> Any:
+    return world.one(
+        "SELECT speech_seconds, uncovered_seconds, uncovered_spans, needs_review, review_reasons, words_per_minute"
+        " FROM recordings WHERE id = :id",
+        id=world.key(rid),
+    )
+
+
+def test_speech_without_text_flags_the_recording_and_names_where(world: World) -> None:
+    from transcriber.coverage import Gap
+
+    script: list[Step] = [
+        Info(300.0),
+        Segment(0, 264, " " + "words " * 500),
+        Segment(287, 300, " goodbye and thanks"),
+        Done("en", 0.99, speech=(Gap(0, 264), Gap(264.1, 286.7), Gap(287, 300))),
+    ]
+    rid = world.add("gap.m4a", script)
+    assert world.run(rid).status == "completed"
+    speech, uncovered, spans, review, reasons, _ = quality(world, rid)
+    assert (speech, review) == (round(264 + 22.6 + 13, 2), True)
+    assert uncovered == 22.0 and json.loads(spans) == [{"start": 264.5, "end": 286.5}]  # less COVER_PAD each side
+    assert "22.0 s of speech without text at 04:24-04:46" in reasons
+    doc = json.loads((world.out / "gap.json").read_text())
+    assert doc["coverage"] == {"speech_seconds": 299.6, "uncovered_seconds": 22.0,
+                               "uncovered": [{"start": 264.5, "end": 286.5}]}  # fmt: skip
+
+
+def test_repaired_segments_saved_last_are_read_in_time_order(world: World) -> None:
+    from transcriber.coverage import Gap
+
+    script: list[Step] = [
+        Info(30.0),
+        Segment(0, 10, " one"),
+        Segment(20, 30, " three"),
+        Segment(10, 20, " two"),  # the repair's, after the main pass
+        Done("en", 0.99, speech=(Gap(0, 30),)),
+    ]
+    rid = world.add("repaired.m4a", script)
+    world.run(rid)
+    assert recording(world, rid).transcript == "one two three"
+    assert quality(world, rid)[1:3] == (0.0, None)  # all speech covered
+
+
+def test_a_resumed_call_is_measured_whole(world: World) -> None:
+    """Quality figures of a resumed recording cover the whole call, not only its last attempt."""
+    from transcriber.coverage import Gap
+
+    words = " ".join(["word"] * 100)
+    script: list[Step] = [
+        Info(120.0),
+        Segment(0, 60, f" {words}"),
+        AttemptTimeout(1),
+        Segment(60, 120, f" {words}"),
+        Done("en", 0.99, speech=(Gap(0, 60), Gap(60, 120))),
+    ]
+    rid = world.add("resumed.m4a", script)
+    world.runner.scripts[str(world.inbox / "resumed.m4a")] = script[:3]
+    world.run(rid)
+    world.runner.scripts[str(world.inbox / "resumed.m4a")] = [script[0], *script[3:]]
+    world.run(rid)
+    speech, uncovered, _, review, _, wpm = quality(world, rid)
+    assert (speech, uncovered, review, wpm) == (120.0, 0.0, False, 100.0)  # 200 words over 2 minutes
+    second = world.runner.requests[-1]
+    assert second.start == 60.0 and [(s.start, s.end) for s in second.previous] == [(0.0, 60.0)]
+
+
+def test_attempts_that_time_out_before_any_word_decode_a_shorter_first_piece(world: World) -> None:
+    """Short limits still make progress: each timeout in a row without progress halves the first piece,
+    and a piece decoded without words still moves the resume point."""
+    from transcriber.runner import Reached
+
+    path_name = "short-limit.m4a"
+    rid = world.add(path_name, [Info(120.0), AttemptTimeout(1)])
+    world.run(rid)
+    world.run(rid)
+    assert [r.first_piece for r in world.runner.requests] == [None, 15.0]
+    world.runner.scripts[str(world.inbox / path_name)] = [Info(120.0), Reached(7.4), AttemptTimeout(1)]
+    world.run(rid)
+    assert world.runner.requests[-1].first_piece == 7.5
+    world.sql("UPDATE recordings SET retry_count = 0, status = 'queued', not_before = NULL WHERE id = :id",
+              id=world.key(rid))  # fmt: skip
+    world.runner.scripts[str(world.inbox / path_name)] = speech(120.0, "hello")
+    world.run(rid)
+    last = world.runner.requests[-1]
+    assert (last.start, last.first_piece) == (7.4, None)  # resumed where the silent piece ended; progress: no halving
+    assert [r[0] for r in runs(world, rid)] == ["timeout", "timeout", "timeout", "succeeded"]

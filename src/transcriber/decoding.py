@@ -1,0 +1,253 @@
+"""How a call's audio becomes segments: the main pass, then a repair of any speech left without text.
+
+Runs inside the model process (``model_process``), with the loaded model; the benchmark
+calls ``decode`` directly, so it measures this code and not a copy. The steps:
+
+1. **Main pass.** faster-whisper over the audio from the resume point, with the configured
+   options (one channel, or both sides of a two-channel call window by window, merged by time).
+   A text repeated verbatim a third time in a row is a loop and is dropped.
+2. **Coverage.** Silero VAD finds the speech of each side over the whole call; every segment
+   with words (this attempt's and those saved by earlier attempts) covers its time
+   (``coverage``). A dropped loop leaves its time uncovered too.
+3. **Repair.** Each uncovered stretch longer than ``coverage.REPAIR_SECONDS`` is decoded again
+   on its own, clipped with ``CONTEXT_SECONDS`` either side, with settings that skip nothing: no
+   VAD or silence-based skipping, temperature fallback, no previous-text prompt, and the
+   language detected for that stretch (unless ``WHISPER_LANGUAGE`` pins one). Its segments
+   that fall inside the stretch are emitted; the worker stores them in time order.
+
+What is still uncovered after that is measured at completion and flags the recording.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from transcriber import coverage
+from transcriber.coverage import Gap, Span
+from transcriber.quality import drop_repeats
+from transcriber.segments import Segment
+
+SAMPLE_RATE = 16000
+SPLIT_WINDOW_SECONDS = 600.0  # two-channel calls are transcribed side by side in windows of this size
+CONTEXT_SECONDS = 1.0  # audio kept either side of an uncovered stretch when it is decoded again
+MAX_REPAIR_PIECE = 30.0  # a longer stretch is re-read in pieces of at most this (one Whisper window)
+# Decoding options of the repair: nothing may be skipped, and the stretch's own language is detected.
+REPAIR_OPTIONS: dict[str, Any] = {
+    "vad_filter": False,
+    "condition_on_previous_text": False,
+    "hallucination_silence_threshold": None,
+    "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+}
+
+Emit = Callable[[Segment], None]
+
+
+@dataclass
+class Summary:
+    """What a decode found besides its segments: the language and the speech heard on each side."""
+
+    language: str | None = None
+    language_probability: float | None = None
+    speech: list[Gap] = field(default_factory=list)  # the VAD's speech, as spans with the side's speaker
+    repaired: int = 0  # segments recovered by the repair
+
+
+def decode(
+    model: Any,
+    sides: Sequence[Any],
+    options: dict[str, Any],
+    emit: Emit,
+    *,
+    start: float = 0.0,
+    previous: Sequence[Segment] = (),
+    speakers: Sequence[str] = ("caller", "callee"),
+    first_piece: float | None = None,
+    on_reached: Callable[[float], None] | None = None,
+) -> Summary:
+    """Decode ``sides`` (one mono array, or two channels) from ``start``, then repair; emit every segment.
+
+    ``previous`` are the segments earlier attempts saved (their time counts as covered).
+    ``first_piece`` (seconds) decodes that much on its own first, so an attempt under a
+    short limit still finishes something; ``on_reached`` hears each point decoded up to.
+    """
+    options = dict(options)
+    repair = bool(options.pop("repair", True))
+    duration = sides[0].shape[0] / SAMPLE_RATE
+    names: list[str | None] = [None] if len(sides) == 1 else list(speakers[: len(sides)])
+    produced: list[Segment] = []
+
+    def keep(segment: Segment) -> None:
+        produced.append(segment)
+        emit(segment)
+
+    summary = Summary()
+    if len(sides) == 1:
+        begin = start
+        if first_piece and start + first_piece < duration - 0.1:
+            end = quiet_point(sides, start + first_piece, search=min(first_piece / 2, 10.0))
+            _decode_range(model, sides[0], begin, end, options, None, summary, keep)
+            begin = end
+            if on_reached is not None:
+                on_reached(end)
+        _decode_range(model, sides[0], begin, duration, options, None, summary, keep, stream=True)
+    else:
+        _decode_sides(model, sides, start, duration, options, names, summary, keep, on_reached)
+    for samples, name in zip(sides, names, strict=True):
+        speech = coverage.speech_spans(samples, sample_rate=SAMPLE_RATE)
+        summary.speech.extend(Gap(a, b, name) for a, b in speech)
+        if repair:
+            done = [*previous, *produced]
+            for gap in coverage.uncovered(speech, done, speaker=name):
+                for segment in repair_gap(model, samples, gap, options, name, duration):
+                    summary.repaired += 1
+                    keep(segment)
+    return summary
+
+
+def repair_gap(
+    model: Any, samples: Any, gap: Span, options: dict[str, Any], speaker: str | None, duration: float
+) -> list[Segment]:
+    """Segments heard in ``gap`` when it is decoded on its own with the repair's settings."""
+    found: list[Segment] = []
+    start, end = gap
+    piece_start = start
+    while piece_start < end - 0.05:
+        piece_end = min(end, piece_start + MAX_REPAIR_PIECE - 2 * CONTEXT_SECONDS)
+        begin, stop = max(0.0, piece_start - CONTEXT_SECONDS), min(duration, piece_end + CONTEXT_SECONDS)
+        call = {**options, **REPAIR_OPTIONS, "batch_size": 0}
+        segments, _ = _decode_segments(model, samples, begin, stop, call, speaker)
+        found.extend(s for s in segments if _inside(s, piece_start, piece_end))
+        piece_start = piece_end
+    return found
+
+
+def _inside(segment: Segment, start: float, end: float) -> bool:
+    """Most of the segment lies in ``[start, end]`` (the context either side was decoded only to help)."""
+    overlap = min(segment.end, end) - max(segment.start, start)
+    return overlap >= 0.5 * max(segment.end - segment.start, 0.01) and bool(segment.text.strip())
+
+
+def transcriber_for(model: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The sequential decoder, or faster-whisper's batched pipeline when a batch size is set."""
+    options = dict(options)
+    batch_size = int(options.pop("batch_size", 0) or 0)
+    if options.get("hallucination_silence_threshold"):
+        options["word_timestamps"] = True  # faster-whisper needs word timings to find the silences
+    if options.get("language") is None and not getattr(getattr(model, "model", None), "is_multilingual", False):
+        options.pop("multilingual", None)  # an English-only model has one language
+    if batch_size <= 0:
+        function = model.transcribe
+    else:
+        function = _batched(model).transcribe
+        options.update(batch_size=batch_size, vad_filter=True)  # the batched pipeline chunks by voice activity
+    accepted = inspect.signature(function).parameters
+    return function, {k: v for k, v in options.items() if k in accepted}
+
+
+_pipelines: dict[int, Any] = {}
+
+
+def _batched(model: Any) -> Any:
+    pipeline = _pipelines.get(id(model))
+    if pipeline is None:
+        from faster_whisper import BatchedInferencePipeline
+
+        pipeline = _pipelines[id(model)] = BatchedInferencePipeline(model)
+    return pipeline
+
+
+def to_segment(seg: Any, offset: float, speaker: str | None, keep_words: bool) -> Segment:
+    """faster-whisper's segment as ours, in the whole file's time."""
+    words = None
+    if keep_words and seg.words:
+        words = tuple((offset + w.start, offset + w.end, w.word, round(w.probability, 3)) for w in seg.words)
+    return Segment(offset + seg.start, offset + seg.end, seg.text, speaker, seg.avg_logprob, seg.no_speech_prob, words)
+
+
+def _decode_segments(
+    model: Any, samples: Any, begin: float, end: float, options: dict[str, Any], speaker: str | None
+) -> tuple[list[Segment], Any]:
+    """Segments of ``samples[begin:end]`` (seconds), with timestamps in the whole file's time."""
+    piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    if piece.shape[0] < SAMPLE_RATE // 10:
+        return [], None
+    keep_words = bool(options.get("word_timestamps"))
+    transcribe, call_options = transcriber_for(model, options)
+    segments, info = transcribe(piece, **call_options)
+    produced = [to_segment(seg, begin, speaker, keep_words) for seg in segments]
+    keep = drop_repeats([p.text for p in produced])
+    return [p for p, k in zip(produced, keep, strict=True) if k], info
+
+
+def _decode_range(
+    model: Any,
+    samples: Any,
+    begin: float,
+    end: float,
+    options: dict[str, Any],
+    speaker: str | None,
+    summary: Summary,
+    emit: Emit,
+    *,
+    stream: bool = False,
+) -> None:
+    """One channel from ``begin`` to ``end``; with ``stream`` each segment is emitted as it is decoded."""
+    piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    if piece.shape[0] < SAMPLE_RATE // 10:
+        return
+    keep_words = bool(options.get("word_timestamps"))
+    transcribe, call_options = transcriber_for(model, options)
+    segments, info = transcribe(piece, **call_options)
+    recent: list[str] = []
+    for seg in segments:
+        recent = (recent + [seg.text])[-3:]
+        if not drop_repeats(recent)[-1]:
+            continue  # the same words a third time in a row: a loop, not speech (its time is repaired)
+        emit(to_segment(seg, begin, speaker, keep_words))
+    if summary.language is None or stream:
+        summary.language, summary.language_probability = info.language, info.language_probability
+
+
+def _decode_sides(
+    model: Any,
+    sides: Sequence[Any],
+    offset: float,
+    duration: float,
+    options: dict[str, Any],
+    speakers: Sequence[str | None],
+    summary: Summary,
+    emit: Emit,
+    on_reached: Callable[[float], None] | None,
+) -> None:
+    """A two-channel call: both sides window by window, merged by time, each segment with its speaker."""
+    languages: list[tuple[float, str]] = []
+    begin = offset
+    while begin < duration - 0.1:
+        end = quiet_point(sides, begin + SPLIT_WINDOW_SECONDS) if begin + SPLIT_WINDOW_SECONDS < duration else duration
+        merged: list[Segment] = []
+        for samples, speaker in zip(sides, speakers, strict=False):
+            segments, info = _decode_segments(model, samples, begin, end, options, speaker)
+            merged.extend(segments)
+            if info is not None:
+                languages.append((info.language_probability, info.language))
+        for segment in sorted(merged, key=lambda s: (s.start, s.end)):
+            emit(segment)
+        if on_reached is not None:
+            on_reached(end)
+        begin = end
+    if languages:
+        summary.language_probability, summary.language = max(languages)
+
+
+def quiet_point(sides: Sequence[Any], near: float, search: float = 10.0) -> float:
+    """The quietest 100 ms (all sides together) in the ``search`` seconds before ``near``: a cut between words."""
+    import numpy as np
+
+    frame = SAMPLE_RATE // 10
+    lo, hi = max(int((near - search) * SAMPLE_RATE), 0), int(near * SAMPLE_RATE)
+    energy = sum(np.square(side[lo:hi].astype(np.float64)) for side in sides)
+    frames = energy[: (len(energy) // frame) * frame].reshape(-1, frame).sum(axis=1)
+    return (lo + int(np.argmin(frames)) * frame + frame // 2) / SAMPLE_RATE if len(frames) else near

@@ -86,10 +86,20 @@ def total(spans: Iterable[Span]) -> float:
 
 
 def covered(segments: Iterable[Segment], *, speaker: str | None = None, pad: float = COVER_PAD) -> list[Span]:
-    """The time covered by segments that hold words (of one side when ``speaker`` is given)."""
-    return merge(
-        (s.start - pad, s.end + pad) for s in segments if s.text.strip() and (speaker is None or s.speaker == speaker)
-    )
+    """The time covered by segments that hold words (of one side when ``speaker`` is given).
+
+    With word timings, each word covers its own time: a segment stretched over two
+    sentences while holding the words of one covers only that one.
+    """
+    spans: list[Span] = []
+    for s in segments:
+        if not s.text.strip() or (speaker is not None and s.speaker != speaker):
+            continue
+        if s.words:
+            spans.extend((w[0] - pad, w[1] + pad) for w in s.words if w[2].strip())
+        else:
+            spans.append((s.start - pad, s.end + pad))
+    return merge(spans)
 
 
 def uncovered(

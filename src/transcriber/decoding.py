@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from transcriber import coverage
@@ -41,6 +41,8 @@ REPAIR_OPTIONS: dict[str, Any] = {
     "hallucination_silence_threshold": None,
     "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
 }
+
+RANDOM_SEED = 0
 
 Emit = Callable[[Segment], None]
 
@@ -73,15 +75,20 @@ def decode(
     ``first_piece`` (seconds) decodes that much on its own first, so an attempt under a
     short limit still finishes something; ``on_reached`` hears each point decoded up to.
     """
+    import ctranslate2
+
+    ctranslate2.set_random_seed(RANDOM_SEED)  # the temperature fallback samples: same audio, same transcript
     options = dict(options)
     repair = bool(options.pop("repair", True))
     duration = sides[0].shape[0] / SAMPLE_RATE
     names: list[str | None] = [None] if len(sides) == 1 else list(speakers[: len(sides)])
     produced: list[Segment] = []
 
+    keep_words = bool(options.get("word_timestamps"))
+
     def keep(segment: Segment) -> None:
-        produced.append(segment)
-        emit(segment)
+        produced.append(segment)  # with word timings when the decoder made them: coverage is then by word
+        emit(segment if keep_words or segment.words is None else replace(segment, words=None))
 
     summary = Summary()
     if len(sides) == 1:
@@ -101,16 +108,28 @@ def decode(
         if repair:
             done = [*previous, *produced]
             for gap in coverage.uncovered(speech, done, speaker=name):
-                for segment in repair_gap(model, samples, gap, options, name, duration):
+                for segment in repair_gap(model, samples, gap, options, name, duration, done):
                     summary.repaired += 1
                     keep(segment)
     return summary
 
 
 def repair_gap(
-    model: Any, samples: Any, gap: Span, options: dict[str, Any], speaker: str | None, duration: float
+    model: Any,
+    samples: Any,
+    gap: Span,
+    options: dict[str, Any],
+    speaker: str | None,
+    duration: float,
+    existing: Sequence[Segment] = (),
 ) -> list[Segment]:
-    """Segments heard in ``gap`` when it is decoded on its own with the repair's settings."""
+    """Segments heard in ``gap`` when it is decoded on its own with the repair's settings.
+
+    Whisper's timestamps on a short clip run past its end (a 5-s clip: "0.0 -> 7.0"), so
+    they are clipped to the audio decoded. A segment is kept when most of it lies in the
+    stretch, or when it holds most of the stretch; not when the same words already stand
+    at that time (the context either side was decoded only to help).
+    """
     found: list[Segment] = []
     start, end = gap
     piece_start = start
@@ -119,15 +138,31 @@ def repair_gap(
         begin, stop = max(0.0, piece_start - CONTEXT_SECONDS), min(duration, piece_end + CONTEXT_SECONDS)
         call = {**options, **REPAIR_OPTIONS, "batch_size": 0}
         segments, _ = _decode_segments(model, samples, begin, stop, call, speaker)
-        found.extend(s for s in segments if _inside(s, piece_start, piece_end))
+        for segment in segments:
+            clipped = replace(segment, start=max(segment.start, begin), end=min(max(segment.end, begin), stop))
+            if _belongs(clipped, piece_start, piece_end) and not _already_said(clipped, [*existing, *found]):
+                found.append(clipped)
         piece_start = piece_end
     return found
 
 
-def _inside(segment: Segment, start: float, end: float) -> bool:
-    """Most of the segment lies in ``[start, end]`` (the context either side was decoded only to help)."""
+def _belongs(segment: Segment, start: float, end: float) -> bool:
+    """Most of the segment lies in ``[start, end]``, or it holds most of that stretch."""
     overlap = min(segment.end, end) - max(segment.start, start)
-    return overlap >= 0.5 * max(segment.end - segment.start, 0.01) and bool(segment.text.strip())
+    length = max(segment.end - segment.start, 0.01)
+    return bool(segment.text.strip()) and (overlap >= 0.5 * length or overlap >= 0.5 * (end - start))
+
+
+def _already_said(segment: Segment, others: Sequence[Segment]) -> bool:
+    """The same words on the same side at mostly the same time."""
+    words = " ".join(segment.text.lower().split())
+    for other in others:
+        if other.speaker != segment.speaker or " ".join(other.text.lower().split()) != words:
+            continue
+        overlap = min(segment.end, other.end) - max(segment.start, other.start)
+        if overlap >= 0.5 * min(segment.end - segment.start, other.end - other.start):
+            return True
+    return False
 
 
 def transcriber_for(model: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -136,7 +171,7 @@ def transcriber_for(model: Any, options: dict[str, Any]) -> tuple[Any, dict[str,
     batch_size = int(options.pop("batch_size", 0) or 0)
     if options.get("hallucination_silence_threshold"):
         options["word_timestamps"] = True  # faster-whisper needs word timings to find the silences
-    if options.get("language") is None and not getattr(getattr(model, "model", None), "is_multilingual", False):
+    if not getattr(getattr(model, "model", None), "is_multilingual", False):
         options.pop("multilingual", None)  # an English-only model has one language
     if batch_size <= 0:
         function = model.transcribe
@@ -159,10 +194,10 @@ def _batched(model: Any) -> Any:
     return pipeline
 
 
-def to_segment(seg: Any, offset: float, speaker: str | None, keep_words: bool) -> Segment:
-    """faster-whisper's segment as ours, in the whole file's time."""
+def to_segment(seg: Any, offset: float, speaker: str | None) -> Segment:
+    """faster-whisper's segment as ours, in the whole file's time (its words, when it timed them)."""
     words = None
-    if keep_words and seg.words:
+    if seg.words:
         words = tuple((offset + w.start, offset + w.end, w.word, round(w.probability, 3)) for w in seg.words)
     return Segment(offset + seg.start, offset + seg.end, seg.text, speaker, seg.avg_logprob, seg.no_speech_prob, words)
 
@@ -174,10 +209,9 @@ def _decode_segments(
     piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
     if piece.shape[0] < SAMPLE_RATE // 10:
         return [], None
-    keep_words = bool(options.get("word_timestamps"))
     transcribe, call_options = transcriber_for(model, options)
     segments, info = transcribe(piece, **call_options)
-    produced = [to_segment(seg, begin, speaker, keep_words) for seg in segments]
+    produced = [to_segment(seg, begin, speaker) for seg in segments]
     keep = drop_repeats([p.text for p in produced])
     return [p for p, k in zip(produced, keep, strict=True) if k], info
 
@@ -198,7 +232,6 @@ def _decode_range(
     piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
     if piece.shape[0] < SAMPLE_RATE // 10:
         return
-    keep_words = bool(options.get("word_timestamps"))
     transcribe, call_options = transcriber_for(model, options)
     segments, info = transcribe(piece, **call_options)
     recent: list[str] = []
@@ -206,7 +239,7 @@ def _decode_range(
         recent = (recent + [seg.text])[-3:]
         if not drop_repeats(recent)[-1]:
             continue  # the same words a third time in a row: a loop, not speech (its time is repaired)
-        emit(to_segment(seg, begin, speaker, keep_words))
+        emit(to_segment(seg, begin, speaker))
     if summary.language is None or stream:
         summary.language, summary.language_probability = info.language, info.language_probability
 

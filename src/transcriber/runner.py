@@ -85,6 +85,8 @@ def decode_options(settings: Settings) -> dict[str, object]:
         "word_timestamps": settings.whisper_word_timestamps,
         "condition_on_previous_text": settings.whisper_condition_on_previous_text,
         "hallucination_silence_threshold": settings.whisper_hallucination_silence_threshold or None,
+        "repair": settings.whisper_repair,
+        "multilingual": settings.whisper_multilingual and not settings.whisper_language,
         "channels": settings.channels,
         "speakers": list(settings.speakers),
     }

@@ -43,6 +43,8 @@ _ACCEPTS: dict[str, str] = {
     "whisper_word_timestamps": "true or false",
     "whisper_condition_on_previous_text": "true or false",
     "whisper_hallucination_silence_threshold": "a number of seconds >= 0 (0 = off)",
+    "whisper_repair": "true or false",
+    "whisper_multilingual": "true or false",
     "channels": "one of auto, mix, split",
     "speaker_labels": "two labels separated by a comma, e.g. caller,callee",
     "worker_max_tasks": "a whole number >= 0 (0 = never recycle by count)",
@@ -102,6 +104,10 @@ class Settings(BaseSettings):
     # Against invented text on silence, hold music and ringing (see README "Call-aware transcripts").
     whisper_condition_on_previous_text: bool = False
     whisper_hallucination_silence_threshold: float = Field(2.0, ge=0)
+    # Speech that VAD hears but the transcript has no text for is decoded again on its own (decoding.py).
+    whisper_repair: bool = True
+    # Detect the language of every 30-s window (a call that switches language), not only of the first.
+    whisper_multilingual: bool = False
     channels: Literal["auto", "mix", "split"] = "auto"
     speaker_labels: str = "caller,callee"
     output_formats: str = "txt,srt,vtt,json"

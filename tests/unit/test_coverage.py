@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -113,3 +114,40 @@ def test_uncovered_speech_is_a_reason_for_review() -> None:
     segments = [ScoredSegment(0, 10, "one two three four five " * 4, -0.3, 0.05)]
     q = assess(segments, speech_seconds=30, language_probability=0.98, gaps=[Gap(264.1, 286.7)])
     assert q.reasons == ["22.6 s of speech without text at 04:24-04:46"]
+
+
+def test_with_word_timings_each_word_covers_its_own_time() -> None:
+    """A segment stretched over two sentences while holding the words of one covers only that one."""
+    stretched = Segment(161.2, 168.2, " References printed on the Mac and", words=(
+        (161.3, 161.9, " References", 0.9), (161.9, 162.4, " printed", 0.9), (162.4, 162.6, " on", 0.9),
+        (162.6, 162.8, " the", 0.9), (162.8, 163.2, " Mac", 0.9), (163.2, 163.9, " and", 0.9),
+    ))  # fmt: skip
+    speech = [(161.1, 164.1), (164.9, 167.9)]
+    assert uncovered(speech, [replace(stretched, words=None)]) == []  # by segment: looks covered
+    assert uncovered(speech, [stretched]) == [(164.9, 167.9)]  # by word: the second reading has no text
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "text", "belongs"),
+    [
+        (156.3, 161.3, " the reading", True),  # the clip's one segment: holds the whole stretch
+        (156.3, 157.0, " tail of the last", False),  # the context before
+        (160.5, 161.3, " head of the next", False),  # the context after
+        (157.5, 160.0, " inside", True),
+        (157.5, 160.0, "  ", False),  # no words
+    ],
+)
+def test_which_repaired_segments_belong_to_the_stretch(start: float, end: float, text: str, belongs: bool) -> None:
+    from transcriber.decoding import _belongs
+
+    assert _belongs(Segment(start, end, text), 157.3, 160.3) is belongs
+
+
+def test_a_repair_does_not_repeat_words_already_standing_at_that_time() -> None:
+    from transcriber.decoding import _already_said
+
+    there = [Segment(161.0, 163.8, " The reference is printed.")]
+    assert _already_said(Segment(161.3, 163.9, " the  reference is printed."), there)
+    assert not _already_said(Segment(156.3, 161.3, " The reference is printed."), there)  # the same words earlier
+    assert not _already_said(Segment(161.3, 163.9, " Something else."), there)
+    assert not _already_said(Segment(161.3, 163.9, " The reference is printed.", "callee"), there)  # other side

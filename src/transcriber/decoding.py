@@ -101,7 +101,7 @@ def decode(
                 on_reached(end)
         _decode_range(model, sides[0], begin, duration, options, None, summary, keep, stream=True)
     else:
-        _decode_sides(model, sides, start, duration, options, names, summary, keep, on_reached)
+        _decode_sides(model, sides, start, duration, options, names, summary, keep, on_reached, first_piece)
     for samples, name in zip(sides, names, strict=True):
         speech = coverage.speech_spans(samples, sample_rate=SAMPLE_RATE)
         summary.speech.extend(Gap(a, b, name) for a, b in speech)
@@ -254,12 +254,16 @@ def _decode_sides(
     summary: Summary,
     emit: Emit,
     on_reached: Callable[[float], None] | None,
+    first_piece: float | None = None,
 ) -> None:
     """A two-channel call: both sides window by window, merged by time, each segment with its speaker."""
     languages: list[tuple[float, str]] = []
     begin = offset
+    window = first_piece or SPLIT_WINDOW_SECONDS
     while begin < duration - 0.1:
-        end = quiet_point(sides, begin + SPLIT_WINDOW_SECONDS) if begin + SPLIT_WINDOW_SECONDS < duration else duration
+        search = min(window / 2, 10.0)
+        end = quiet_point(sides, begin + window, search) if begin + window < duration else duration
+        window = SPLIT_WINDOW_SECONDS
         merged: list[Segment] = []
         for samples, speaker in zip(sides, speakers, strict=False):
             segments, info = _decode_segments(model, samples, begin, end, options, speaker)

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     # Speech that VAD hears but the transcript has no text for is decoded again on its own (decoding.py).
     whisper_repair: bool = True
     # Detect the language of every 30-s window (a call that switches language), not only of the first.
-    whisper_multilingual: bool = False
+    whisper_multilingual: bool = True
     channels: Literal["auto", "mix", "split"] = "auto"
     speaker_labels: str = "caller,callee"
     output_formats: str = "txt,srt,vtt,json"

@@ -311,6 +311,17 @@ def test_speech_without_text_flags_the_recording_and_names_where(world: World) -
     doc = json.loads((world.out / "gap.json").read_text())
     assert doc["coverage"] == {"speech_seconds": 299.6, "uncovered_seconds": 22.0,
                                "uncovered": [{"start": 264.5, "end": 286.5}]}  # fmt: skip
+    # Named where an operator looks: status, status ID, status --needs-review.
+    from transcriber import report
+
+    with world.sessions() as session:
+        overview = report.format_summary(report.summary(session, now=utcnow()))
+        detail = report.format_detail(report.attempts_of(session, str(rid)))
+        review_list = report.format_needs_review(report.needs_review_list(session))
+    said = "22.0 s of speech without text at 04:24-04:46"
+    assert "needs review 1" in overview and said in overview, overview
+    assert said in detail and "coverage  speech without text 22s at 04:24-04:46" in detail, detail
+    assert said in review_list, review_list
 
 
 def test_repaired_segments_saved_last_are_read_in_time_order(world: World) -> None:

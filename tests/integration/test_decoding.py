@@ -83,3 +83,28 @@ def test_a_first_piece_is_decoded_on_its_own_and_reported(model: Any, read_back:
     decode(model, [read_back], OPTIONS, out.append, first_piece=7.5, on_reached=reached.append)
     assert len(reached) == 1 and 2.5 <= reached[0] <= 7.5
     assert times_said(out) == 4 and "quarterly invoice" in " ".join(s.text for s in out).lower()
+
+
+def test_transcribe_file_reports_coverage_with_no_settings(read_back: np.ndarray, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``transcriber transcribe FILE --format json`` with no .env (run where there is none): the repair runs,
+    and the json holds the coverage."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from speech import write_audio
+
+    audio = write_audio(tmp_path / "read back.m4a", read_back)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WHISPER_", "DATABASE_", "CELERY_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "transcriber.cli", "transcribe", str(audio), "--format", "json", "--json"],
+        env={**env, "WHISPER_MODEL": "tiny.en"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert times_said([Segment(0, 1, summary["text"])]) == 4, summary["text"]
+    assert summary["coverage"]["uncovered_seconds"] < 3.0 and "needs review" not in done.stderr
+    doc = json.loads((tmp_path / "read back.json").read_text())
+    assert doc["coverage"] == summary["coverage"] and doc["coverage"]["speech_seconds"] > 15

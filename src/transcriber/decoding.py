@@ -33,6 +33,10 @@ from transcriber.segments import Segment
 SAMPLE_RATE = 16000
 SPLIT_WINDOW_SECONDS = 600.0  # two-channel calls are transcribed side by side in windows of this size
 CONTEXT_SECONDS = 1.0  # audio kept either side of an uncovered stretch when it is decoded again
+# Repaired text must be this sure (mean log-probability): the fallback at temperature 1.0 returns words for
+# anything VAD calls speech. Real speech re-read measured -0.29 to -0.41; speech played backwards -0.99
+# (bench/completeness.py). Below it the stretch stays without text, and flagged, rather than invented.
+REPAIR_MIN_LOGPROB = -0.7
 MAX_REPAIR_PIECE = 30.0  # a longer stretch is re-read in pieces of at most this (one Whisper window)
 # Decoding options of the repair: nothing may be skipped, and the stretch's own language is detected.
 REPAIR_OPTIONS: dict[str, Any] = {
@@ -128,7 +132,8 @@ def repair_gap(
     Whisper's timestamps on a short clip run past its end (a 5-s clip: "0.0 -> 7.0"), so
     they are clipped to the audio decoded. A segment is kept when most of it lies in the
     stretch, or when it holds most of the stretch; not when the same words already stand
-    at that time (the context either side was decoded only to help).
+    at that time (the context either side was decoded only to help), nor when the model
+    is unsure of it (``REPAIR_MIN_LOGPROB``): that stretch stays uncovered and is flagged.
     """
     found: list[Segment] = []
     start, end = gap
@@ -140,10 +145,18 @@ def repair_gap(
         segments, _ = _decode_segments(model, samples, begin, stop, call, speaker)
         for segment in segments:
             clipped = replace(segment, start=max(segment.start, begin), end=min(max(segment.end, begin), stop))
-            if _belongs(clipped, piece_start, piece_end) and not _already_said(clipped, [*existing, *found]):
+            if (
+                _confident(clipped)
+                and _belongs(clipped, piece_start, piece_end)
+                and not _already_said(clipped, [*existing, *found])
+            ):
                 found.append(clipped)
         piece_start = piece_end
     return found
+
+
+def _confident(segment: Segment) -> bool:
+    return segment.avg_logprob is None or segment.avg_logprob >= REPAIR_MIN_LOGPROB
 
 
 def _belongs(segment: Segment, start: float, end: float) -> bool:

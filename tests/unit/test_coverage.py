@@ -151,3 +151,11 @@ def test_a_repair_does_not_repeat_words_already_standing_at_that_time() -> None:
     assert not _already_said(Segment(156.3, 161.3, " The reference is printed."), there)  # the same words earlier
     assert not _already_said(Segment(161.3, 163.9, " Something else."), there)
     assert not _already_said(Segment(161.3, 163.9, " The reference is printed.", "callee"), there)  # other side
+
+
+def test_repaired_text_the_model_is_unsure_of_is_not_taken() -> None:
+    from transcriber.decoding import REPAIR_MIN_LOGPROB, _confident
+
+    assert _confident(Segment(0, 1, " the horizon", avg_logprob=-0.41))
+    assert not _confident(Segment(0, 1, " in the art of youtube", avg_logprob=-0.99))  # speech played backwards
+    assert _confident(Segment(0, 1, " edge", avg_logprob=REPAIR_MIN_LOGPROB))

@@ -79,7 +79,7 @@ def test_redis_killed_mid_call_every_later_recording_gets_its_own_words(pipeline
 def test_postgres_down_at_the_start_or_end_of_a_call(pipeline, private_postgres, when: str) -> None:
     """At the end: the call's last segments and its completion wait for the database; nothing is redone."""
     pipeline.use_database(private_postgres.url("transcriber"))
-    audio, keywords = keyed_call(10)
+    audio, keywords = keyed_call(20)  # 97 s: seconds of work, so the test sees it running
     write_audio(pipeline.watch_dir / "long call.m4a", audio)
     drop_clips = _speak_clips(pipeline)
     settings = {"STUCK_TIMEOUT_SECONDS": "120"}
@@ -102,7 +102,10 @@ def test_postgres_down_at_the_start_or_end_of_a_call(pipeline, private_postgres,
         private_postgres.stop()
         pipeline.wait_for(
             "the end of the call with the database down",
-            lambda: "saving the last segments: database unavailable" in pipeline.full_log("worker"),
+            lambda: any(  # its last writes wait: the last segments, or (stopped between the two) the completion
+                f"{step}: database unavailable" in pipeline.full_log("worker")
+                for step in ("saving the last segments", "completing")
+            ),
         )
     private_postgres.start()
     drop_clips()
@@ -169,7 +172,7 @@ def test_a_reset_after_a_dead_worker_is_sent_again_at_once(pipeline) -> None:
     (``skip`` then ``reset`` clears the task id, so dispatch sends it at once too: see
     ``tests/integration/test_lifecycle.py::test_skip_then_reset_of_a_dead_workers_recording_is_dispatchable``.)
     """
-    audio, keywords = keyed_call(10)
+    audio, keywords = keyed_call(20)  # 97 s: seconds of work, so the test sees it running
     write_audio(pipeline.watch_dir / "long call.m4a", audio)
     never = {"CLEANUP_INTERVAL_SECONDS": "600", "STUCK_TIMEOUT_SECONDS": "600"}  # the rescue cannot do it
     worker = pipeline.start("worker", "--pool=solo", **never)

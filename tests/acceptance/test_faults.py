@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def test_a_recording_that_kills_its_worker_every_time_ends_failed_with_the_cause(pipeline) -> None:
     """An OOM-like crash loop: the model process dies mid-call on every attempt."""
-    audio, _ = keyed_call(8)
+    audio, _ = keyed_call(20)  # 97 s: seconds of work per attempt, many polls of the killer below
     write_audio(pipeline.watch_dir / "killer.m4a", audio)
     worker = pipeline.start("worker", "--pool=solo", TASK_MAX_RETRIES="2")
     pipeline.start("beat", TASK_MAX_RETRIES="2")

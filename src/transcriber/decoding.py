@@ -21,7 +21,7 @@ What is still uncovered after that is measured at completion and flags the recor
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -215,18 +215,34 @@ def to_segment(seg: Any, offset: float, speaker: str | None) -> Segment:
     return Segment(offset + seg.start, offset + seg.end, seg.text, speaker, seg.avg_logprob, seg.no_speech_prob, words)
 
 
+def _decode(
+    model: Any, samples: Any, begin: float, end: float, options: dict[str, Any], speaker: str | None
+) -> tuple[Iterator[Segment], Any]:
+    """Segments of ``samples[begin:end]`` (seconds) as they are decoded, in the whole file's time, and the
+    decoder's info (``None`` for a piece too short to decode). A text heard a third time in a row is a loop,
+    not speech: it is dropped, and its time is left to the repair."""
+    piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    if piece.shape[0] < SAMPLE_RATE // 10:
+        return iter(()), None
+    transcribe, call_options = transcriber_for(model, options)
+    segments, info = transcribe(piece, **call_options)
+    return _without_loops(to_segment(seg, begin, speaker) for seg in segments), info
+
+
+def _without_loops(segments: Iterable[Segment]) -> Iterator[Segment]:
+    recent: list[str] = []
+    for segment in segments:
+        recent = (recent + [segment.text])[-3:]
+        if drop_repeats(recent)[-1]:
+            yield segment
+
+
 def _decode_segments(
     model: Any, samples: Any, begin: float, end: float, options: dict[str, Any], speaker: str | None
 ) -> tuple[list[Segment], Any]:
-    """Segments of ``samples[begin:end]`` (seconds), with timestamps in the whole file's time."""
-    piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
-    if piece.shape[0] < SAMPLE_RATE // 10:
-        return [], None
-    transcribe, call_options = transcriber_for(model, options)
-    segments, info = transcribe(piece, **call_options)
-    produced = [to_segment(seg, begin, speaker) for seg in segments]
-    keep = drop_repeats([p.text for p in produced])
-    return [p for p, k in zip(produced, keep, strict=True) if k], info
+    """All segments of ``samples[begin:end]`` at once (see ``_decode``)."""
+    segments, info = _decode(model, samples, begin, end, options, speaker)
+    return list(segments), info
 
 
 def _decode_range(
@@ -241,19 +257,11 @@ def _decode_range(
     *,
     stream: bool = False,
 ) -> None:
-    """One channel from ``begin`` to ``end``; with ``stream`` each segment is emitted as it is decoded."""
-    piece = samples[int(begin * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
-    if piece.shape[0] < SAMPLE_RATE // 10:
-        return
-    transcribe, call_options = transcriber_for(model, options)
-    segments, info = transcribe(piece, **call_options)
-    recent: list[str] = []
-    for seg in segments:
-        recent = (recent + [seg.text])[-3:]
-        if not drop_repeats(recent)[-1]:
-            continue  # the same words a third time in a row: a loop, not speech (its time is repaired)
-        emit(to_segment(seg, begin, speaker))
-    if summary.language is None or stream:
+    """One channel from ``begin`` to ``end``, each segment emitted as it is decoded (progress is saved as it goes)."""
+    segments, info = _decode(model, samples, begin, end, options, speaker)
+    for segment in segments:
+        emit(segment)
+    if info is not None and (summary.language is None or stream):
         summary.language, summary.language_probability = info.language, info.language_probability
 
 

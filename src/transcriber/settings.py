@@ -47,6 +47,11 @@ _ACCEPTS: dict[str, str] = {
     "whisper_multilingual": "true or false",
     "channels": "one of auto, mix, split",
     "speaker_labels": "two labels separated by a comma, e.g. caller,callee",
+    "diarize": "one of auto, on, off",
+    "diarize_max_speakers": "a whole number from 1 to 8",
+    "diarize_labels": "labels separated by commas, e.g. agent,customer (empty: speaker 1, speaker 2, ...)",
+    "filename_pattern": "a regular expression with named groups phone, date, time, contact, direction",
+    "phone_region": "a two-letter country code, e.g. DE (empty: numbers without + are kept as written)",
     "worker_max_tasks": "a whole number >= 0 (0 = never recycle by count)",
     "worker_max_memory_mb": "a whole number of MB >= 0 (0 = never recycle by memory)",
     "output_formats": "a comma-separated list of txt, srt, vtt, json (or none: no files, database only)",
@@ -110,6 +115,13 @@ class Settings(BaseSettings):
     whisper_multilingual: bool = True
     channels: Literal["auto", "mix", "split"] = "auto"
     speaker_labels: str = "caller,callee"
+    # Speaker turns on mono calls (speakers.py, diarization.py): auto = when transcriber[speakers] is installed.
+    diarize: Literal["auto", "on", "off"] = "auto"
+    diarize_max_speakers: int = Field(2, ge=1, le=8)
+    diarize_labels: str = ""
+    # The call's facts from its file name (callfacts.py): a regex with named groups, tried before the built-in ones.
+    filename_pattern: str = ""
+    phone_region: str = ""
     output_formats: str = "txt,srt,vtt,json"
 
     worker_max_tasks: int = Field(200, ge=0)
@@ -121,7 +133,7 @@ class Settings(BaseSettings):
     # user:password[,user2:password2] for Flower's basic auth; never printed.
     flower_basic_auth: SecretStr = SecretStr("")
 
-    @field_validator("whisper_device", "channels", mode="before")
+    @field_validator("whisper_device", "channels", "diarize", mode="before")
     @classmethod
     def _normalise_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -169,6 +181,19 @@ class Settings(BaseSettings):
     def speakers(self) -> tuple[str, str]:
         first, second = self.speaker_labels.split(",")
         return first, second
+
+    @field_validator("diarize_labels")
+    @classmethod
+    def _labels(cls, value: str) -> str:
+        labels = [part.strip() for part in value.split(",")] if value.strip() else []
+        if any(not label for label in labels) or len(set(labels)) != len(labels):
+            raise ValueError("empty or repeated label")
+        return ",".join(labels)
+
+    @property
+    def diarize_names(self) -> tuple[str, ...]:
+        """The labels to give speakers in order of first speech (``speakers.names`` fills in the rest)."""
+        return tuple(self.diarize_labels.split(",")) if self.diarize_labels else ()
 
     @field_validator("flower_basic_auth")
     @classmethod

@@ -149,6 +149,18 @@ class Recording(Base):
     uncovered_spans: Mapped[str | None] = mapped_column(Text)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     review_reasons: Mapped[str | None] = mapped_column(Text)
+    # Who spoke when on a mono call (speakers.py): JSON [[start, end, speaker_index], ...], found once by the
+    # first attempt that diarized and reused by every later one, so labels agree across resume points.
+    speaker_turns: Mapped[str | None] = mapped_column(Text)
+    # Why a mono call has no speaker turns when they were asked for (the transcript is kept without them).
+    speaker_error: Mapped[str | None] = mapped_column(Text)
+    # Speaker figures of the finished call (speakers.Figures as JSON): talk time, turns, overlap, silence.
+    speaker_stats: Mapped[str | None] = mapped_column(Text)
+    # The call's facts, read from its file name at intake (callfacts.py); NULL where the name does not say.
+    phone_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    call_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    contact: Mapped[str | None] = mapped_column(Text)
+    direction: Mapped[str | None] = mapped_column(String(16))
 
 
 class Attempt(Base):

@@ -52,6 +52,7 @@ _ACCEPTS: dict[str, str] = {
     "diarize_labels": "labels separated by commas, e.g. agent,customer (empty: speaker 1, speaker 2, ...)",
     "filename_pattern": "a regular expression with named groups phone, date, time, contact, direction",
     "phone_region": "a two-letter country code, e.g. DE (empty: numbers without + are kept as written)",
+    "filename_timezone": "a time zone name, e.g. Europe/Berlin (empty: the times in file names are UTC)",
     "worker_max_tasks": "a whole number >= 0 (0 = never recycle by count)",
     "worker_max_memory_mb": "a whole number of MB >= 0 (0 = never recycle by memory)",
     "output_formats": "a comma-separated list of txt, srt, vtt, json (or none: no files, database only)",
@@ -122,6 +123,7 @@ class Settings(BaseSettings):
     # The call's facts from its file name (callfacts.py): a regex with named groups, tried before the built-in ones.
     filename_pattern: str = ""
     phone_region: str = ""
+    filename_timezone: str = ""
     output_formats: str = "txt,srt,vtt,json"
 
     worker_max_tasks: int = Field(200, ge=0)

@@ -50,9 +50,10 @@ _ACCEPTS: dict[str, str] = {
     "diarize": "one of auto, on, off",
     "diarize_max_speakers": "a whole number from 1 to 8",
     "diarize_labels": "labels separated by commas, e.g. agent,customer (empty: speaker 1, speaker 2, ...)",
-    "filename_pattern": "a regular expression with named groups phone, date, time, contact, direction",
+    "filename_pattern": "a regular expression with named groups among phone, date, time, datetime, contact, "
+    "direction (empty: the built-in patterns only)",
     "phone_region": "a two-letter country code, e.g. DE (empty: numbers without + are kept as written)",
-    "filename_timezone": "a time zone name, e.g. Europe/Berlin (empty: the times in file names are UTC)",
+    "filename_timezone": "an IANA time zone name, e.g. Europe/Berlin (empty: the times in file names are UTC)",
     "worker_max_tasks": "a whole number >= 0 (0 = never recycle by count)",
     "worker_max_memory_mb": "a whole number of MB >= 0 (0 = never recycle by memory)",
     "output_formats": "a comma-separated list of txt, srt, vtt, json (or none: no files, database only)",
@@ -196,6 +197,37 @@ class Settings(BaseSettings):
     def diarize_names(self) -> tuple[str, ...]:
         """The labels to give speakers in order of first speech (``speakers.names`` fills in the rest)."""
         return tuple(self.diarize_labels.split(",")) if self.diarize_labels else ()
+
+    @field_validator("filename_pattern")
+    @classmethod
+    def _filename_pattern(cls, value: str) -> str:
+        from transcriber.callfacts import check_pattern
+
+        reason = check_pattern(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _phone_region(cls, value: str) -> str:
+        from transcriber.callfacts import check_region
+
+        value = value.strip().upper()
+        if value and (len(value) != 2 or not value.isalpha() or check_region(value)):
+            raise ValueError("not a known two-letter country code")
+        return value
+
+    @field_validator("filename_timezone")
+    @classmethod
+    def _filename_timezone(cls, value: str) -> str:
+        from transcriber.callfacts import check_timezone
+
+        value = value.strip()
+        reason = check_timezone(value)
+        if reason:
+            raise ValueError(reason)
+        return value
 
     @field_validator("flower_basic_auth")
     @classmethod

@@ -35,12 +35,9 @@ import phonenumbers
 GROUPS = frozenset({"phone", "date", "time", "datetime", "contact", "direction"})
 INCOMING, OUTGOING = "incoming", "outgoing"
 
-_DIRECTIONS = {
-    **dict.fromkeys(("in", "incoming", "inbound", "received", "eingehend", "eingehende", "eingehender", "von"),
-                    INCOMING),
-    **dict.fromkeys(("out", "outgoing", "outbound", "dialed", "ausgehend", "ausgehende", "ausgehender", "an"),
-                    OUTGOING),
-}  # fmt: skip
+_INCOMING_WORDS = "in incoming inbound received eingehend eingehende eingehender eingehenden von".split()
+_OUTGOING_WORDS = "out outgoing outbound dialed ausgehend ausgehende ausgehender ausgehenden an".split()
+_DIRECTIONS = {**dict.fromkeys(_INCOMING_WORDS, INCOMING), **dict.fromkeys(_OUTGOING_WORDS, OUTGOING)}
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ class CallFacts:
 
 _DATE = r"\d{4}-\d{2}-\d{2}|\d{8}"
 _TIME = r"\d{2}[-.:]\d{2}[-.:]\d{2}|\d{6}"
-_LONG_DIRECTION = r"incoming|outgoing|inbound|outbound|eingehende[rn]?|ausgehende[rn]?"
+_LONG_DIRECTION = r"incoming|outgoing|inbound|outbound|eingehend(?:e[rn]?)?|ausgehend(?:e[rn]?)?"
 # "who" is a number, a contact, or both ("Müller 0586469010", "(+18134353769) John Doe"); split by _party.
 _BUILT_IN = {
     "samsung": r"(?:call recording|anrufaufnahme|anruf(?:\s+(?P<direction>von|an)(?=\s))?)\s+(?P<who>.+?)"

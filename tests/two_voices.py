@@ -127,8 +127,9 @@ def two_voice_call(seconds: float, *, seed: int = 0) -> tuple[np.ndarray, list[L
     """A mono call of at least ``seconds`` (the last turn is finished) where two voices take turns.
 
     Each turn is one to three sentences of ``CALL_SENTENCES`` (0.2-0.5 s apart; a shuffled deck, so no sentence
-    comes back before all have been said); 0.3-1.5 s of pause between turns. About every fourth turn of two or
-    more sentences, the listener puts a backchannel ("mm-hmm") into a pause inside it, 0.3-0.6 s either side.
+    comes back before all have been said); 0.3-1.5 s of pause between turns. Every third to sixth turn (the
+    first among turns 2-5) has two or three sentences and the listener puts a backchannel ("mm-hmm") into a pause
+    inside it (0.3-0.8 s of silence before it, 0.3-0.6 s after).
     Exactly one overlap, at the first change of speaker after 40 % of the call: the next speaker starts
     ``OVERLAP_SECONDS`` before the current sentence ends (the two are added). Same seed, same call.
     Returns 16 kHz float32 samples and the truth: every line in time order.
@@ -152,9 +153,13 @@ def two_voice_call(seconds: float, *, seed: int = 0) -> tuple[np.ndarray, list[L
         return (first + len(audio)) / RATE
 
     at, speaker, overlapped = 0.3, 0, False
+    until_backchannel = rng.randint(2, 5)  # turns until the next backchannel: every 3rd to 6th, ~ every fourth
     while at < seconds or not overlapped:
-        count = rng.choice((1, 2, 2, 3))
-        backchannel = count > 1 and rng.random() < 1 / 3  # 3/4 of turns have 2+ sentences: ~ every fourth turn
+        until_backchannel -= 1
+        backchannel = until_backchannel <= 0
+        count = rng.choice((2, 2, 3) if backchannel else (1, 2, 2, 3))
+        if backchannel:
+            until_backchannel = rng.randint(3, 6)
         where = rng.randrange(1, count) if backchannel else -1
         for k in range(count):
             if k:

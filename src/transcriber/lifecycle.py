@@ -42,8 +42,9 @@ from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, Worker
 from transcriber.names import printable, real_path
 from transcriber.quality import ScoredSegment, assess
 from transcriber.retry import RetryDecision, decide_after_error
-from transcriber.segments import Segment, transcript_text
+from transcriber.segments import Segment, transcript_text, words_from
 from transcriber.settings import Settings
+from transcriber.speakers import Diarization, Figures, Labeller
 from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, ServiceRun
 from transcriber.tables import Segment as SegmentRow
 
@@ -430,6 +431,12 @@ def _resume_point(session: Session, recording_id: uuid.UUID) -> tuple[float, int
     )
     if last_outcome == AttemptOutcome.SUCCEEDED.value:
         session.execute(delete(SegmentRow).where(SegmentRow.recording_id == recording_id))
+        session.execute(
+            update(Recording)
+            .where(Recording.id == recording_id)
+            .values(speaker_turns=None, speaker_error=None)  # found again with the new transcript
+            .execution_options(synchronize_session=False)
+        )
         return 0.0, 0
     row = session.execute(
         select(func.max(SegmentRow.end), func.count(), func.max(SegmentRow.idx)).where(
@@ -497,23 +504,9 @@ def save_progress(
     _fenced_recording_update(session, claim, **values)
     if segments:
         session.execute(
-            insert(SegmentRow),
-            [
-                {
-                    "recording_id": claim.recording_id,
-                    "idx": first_idx + i,
-                    "start": seg.start,
-                    "end": seg.end,
-                    "text": seg.text,
-                    "attempt_id": claim.attempt_id,
-                    "speaker": seg.speaker,
-                    "avg_logprob": seg.avg_logprob,
-                    "no_speech_prob": seg.no_speech_prob,
-                    "words": seg.words_json(),
-                }
-                for i, seg in enumerate(segments)
-            ],
-        )
+            insert(SegmentRow), [_segment_row(claim, first_idx + i, seg, claim.attempt_id) for i, seg in
+                                 enumerate(segments)]
+        )  # fmt: skip
     reached = progress_seconds if progress_seconds is not None else (segments[-1].end if segments else None)
     if reached is not None:  # how far this attempt got (a repaired segment may end earlier than the rest)
         session.execute(
@@ -524,6 +517,57 @@ def save_progress(
             )
             .execution_options(synchronize_session=False)
         )
+
+
+def save_speaker_turns(
+    session: Session, claim: Claim, *, now: datetime, found: Diarization | None, error: str | None = None
+) -> None:
+    """Keep a mono call's speaker turns once found, or why they could not be (fenced).
+
+    Stored at once, before the attempt completes: a later attempt (resumed, retried) reuses
+    them instead of diarizing again, so the whole call has one set of labels. An ``error``
+    means the call goes on without turns; the transcript is never failed for them.
+    """
+    _fenced_recording_update(session, claim, speaker_turns=found.dumps() if found else None,
+                             speaker_error=printable(error) if error else None, heartbeat_at=now,
+                             updated_at=now)  # fmt: skip
+
+
+def label_speakers(session: Session, claim: Claim, labeller: Labeller) -> list[Segment]:
+    """Give the saved segments their speakers, split where the speaker changes inside one (fenced by the caller).
+
+    The rows are rewritten in time order; each piece keeps the attempt that heard it.
+    Returns the labelled segments, as ``transcripts.load_segments`` would now read them.
+    """
+    mine = SegmentRow.recording_id == claim.recording_id
+    rows = session.scalars(select(SegmentRow).where(mine).order_by(SegmentRow.start, SegmentRow.idx)).all()
+    pieces = [(piece, r.attempt_id) for r in rows for piece in labeller.pieces(segment_of(r))]
+    session.execute(delete(SegmentRow).where(mine))
+    if pieces:
+        session.execute(insert(SegmentRow), [_segment_row(claim, i, seg, attempt) for i, (seg, attempt) in
+                                             enumerate(pieces)])  # fmt: skip
+    return [piece for piece, _ in pieces]
+
+
+def segment_of(row: SegmentRow) -> Segment:
+    """A ``segments`` row as the value the writers take."""
+    words = words_from(row.words)
+    return Segment(row.start, row.end, row.text, row.speaker, row.avg_logprob, row.no_speech_prob, words)
+
+
+def _segment_row(claim: Claim, idx: int, seg: Segment, attempt_id: int | None) -> dict[str, object]:
+    return {
+        "recording_id": claim.recording_id,
+        "idx": idx,
+        "start": seg.start,
+        "end": seg.end,
+        "text": seg.text,
+        "attempt_id": attempt_id,
+        "speaker": seg.speaker,
+        "avg_logprob": seg.avg_logprob,
+        "no_speech_prob": seg.no_speech_prob,
+        "words": seg.words_json(),
+    }
 
 
 def _fenced_recording_update(session: Session, claim: Claim, **values: object) -> None:
@@ -555,6 +599,8 @@ def complete_recording(
     language_probability: float | None = None,
     coverage: Coverage | None = None,
     channels: int | None = None,
+    speaker_stats: Figures | None = None,
+    speaker_review: str | None = None,
 ) -> str:
     """Mark the recording completed with its transcript, quality figures and speech coverage.
 
@@ -562,6 +608,8 @@ def complete_recording(
     the caller, who wrote the output files from the same read. ``coverage`` is measured
     from them against the speech VAD heard over the whole call (``coverage.measure``): the
     words per minute are too, so a resumed call is measured whole, not its last attempt.
+    ``speaker_stats`` are the call's speaker figures; ``speaker_review`` why its speaker
+    turns need a look (``speakers.review_reason``), which flags it ``needs_review``.
     """
     transcript = transcript_text(segments)
     measured = coverage
@@ -594,8 +642,9 @@ def complete_recording(
         words_per_minute=figures.words_per_minute,
         uncovered_seconds=measured.uncovered_seconds if measured else None,
         uncovered_spans=measured.gaps_json() if measured else None,
-        needs_review=figures.needs_review,
-        review_reasons="; ".join(figures.reasons) or None,
+        needs_review=figures.needs_review or bool(speaker_review),
+        review_reasons="; ".join([*figures.reasons, *([speaker_review] if speaker_review else [])]) or None,
+        speaker_stats=speaker_stats.dumps() if speaker_stats else None,
         updated_at=now,
     )
     _close_attempt(

@@ -3,9 +3,10 @@
 Run as ``python -m transcriber.model_process`` by ``runner.SupervisedModel``. It
 speaks JSON lines: the first line on stdin is the model config; it answers
 ``ready``; then each ``transcribe`` request is answered by ``info``, ``segment`` and
-``reached`` (decoded up to a point)..., and ``done`` or ``error``. How the audio is
-decoded is ``decoding``'s business. When its parent dies stdin closes and it exits, so a
-killed worker leaves no orphan holding the model.
+``reached`` (decoded up to a point)..., then, for a mono call that asks for speaker
+turns, ``diarizing`` and ``turns``, and ``done`` or ``error``. How the audio is
+decoded is ``decoding``'s business; how turns are found, ``diarization``'s. When its
+parent dies stdin closes and it exits, so a killed worker leaves no orphan holding the model.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def main() -> None:
         _send(protocol, {"type": "error", "kind": "model", "message": f"{type(exc).__name__}: {exc}"})
         return
     _send(protocol, {"type": "ready", "load_seconds": load_seconds, "pid": os.getpid()})
+    voices = _Speakers(int(config.get("cpu_threads") or 0))
     while (request := requests.get()) is not None:
-        _serve(protocol, model, request)
+        _serve(protocol, model, request, voices)
 
 
 def _read_stdin(requests: queue.Queue[dict[str, Any] | None]) -> None:
@@ -76,7 +78,32 @@ def _rss_mb() -> float | None:
         return None
 
 
-def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
+class _Speakers:
+    """The diarizer, loaded on the first mono call that asks for turns and kept for the next ones."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.diarizer: Any = None
+
+    def turns(self, samples: Any, speech: list[tuple[float, float]], max_speakers: int) -> dict[str, Any]:
+        """The ``turns`` reply: the turns found, or the error that stopped them (the transcript is kept)."""
+        try:
+            if self.diarizer is None:
+                from transcriber.diarization import Diarizer
+
+                self.diarizer = Diarizer(self.threads)
+            found = self.diarizer.run(samples, speech=speech, max_speakers=max_speakers)
+        except Exception as exc:  # MemoryError included: diarization must not cost the call its transcript
+            return {"type": "turns", "error": f"{type(exc).__name__}: {exc}".strip()}
+        return {
+            "type": "turns",
+            "turns": [[t.start, t.end, t.speaker] for t in found.turns],
+            "speakers": found.speakers,
+            "similarity": found.similarity,
+        }
+
+
+def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers | None = None) -> None:
     """Answer one request; every reply carries the request's id (the parent drops any other)."""
     from transcriber.audio import SAMPLE_RATE, check_complete, decode_sides, probe_duration
     from transcriber.decoding import decode
@@ -106,6 +133,11 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any]) -> None:
             first_piece=request.get("first_piece"),
             on_reached=lambda seconds: send({"type": "reached", "seconds": seconds}),
         )
+        diarize = request.get("diarize")
+        if diarize and len(sides) == 1:
+            send({"type": "diarizing"})
+            speech = [(g.start, g.end) for g in summary.speech]
+            send((voices or _Speakers(0)).turns(sides[0], speech, int(diarize.get("max_speakers") or 2)))
         send(
             {
                 "type": "done",

@@ -8,10 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from transcriber import speakers
 from transcriber.audio import check_readable
 from transcriber.coverage import Coverage, Gap, describe, measure
 from transcriber.outputs import TranscriptDoc, write_outputs
-from transcriber.runner import Done, Info, Request, SupervisedModel, decode_options, model_config_for
+from transcriber.runner import (
+    Done,
+    Info,
+    Request,
+    SupervisedModel,
+    Turns,
+    check_diarization,
+    decode_options,
+    diarize_option,
+    model_config_for,
+)
 from transcriber.segments import Segment
 from transcriber.settings import Settings
 
@@ -24,6 +35,8 @@ class OneShotResult:
     files: list[Path]
     coverage: Coverage | None = None
     uncovered: str | None = None  # "22.6 s of speech without text at 04:24-04:46": listen there
+    speakers: speakers.Figures | None = None
+    speaker_review: str | None = None  # why the speaker turns need a look
 
 
 def progress_line(done: float, total: float | None, width: int = 30) -> str:
@@ -49,6 +62,7 @@ def transcribe_file(
 ) -> OneShotResult:
     """Transcribe ``path`` with the configured model; write ``formats`` beside it or in ``output_dir``."""
     check_readable(str(path))
+    check_diarization(settings)
     stream = progress if progress is not None else sys.stderr
     show = stream.isatty()
     runner = SupervisedModel(model_config_for(settings))
@@ -56,8 +70,10 @@ def transcribe_file(
     duration: float | None = None
     language: str | None = None
     speech: tuple[Gap, ...] | None = None
+    turns: Turns | None = None
+    request = Request(str(path), 0.0, decode_options(settings), diarize=diarize_option(settings))
     try:
-        for event in runner.transcribe(Request(str(path), 0.0, decode_options(settings)), deadline=None):
+        for event in runner.transcribe(request, deadline=None):
             if isinstance(event, Info):
                 duration = event.duration
             elif isinstance(event, Segment):
@@ -65,15 +81,25 @@ def transcribe_file(
                 if show:
                     stream.write("\r" + progress_line(event.end, duration))
                     stream.flush()
+            elif isinstance(event, Turns):
+                turns = event
             elif isinstance(event, Done):
                 language, speech = event.language, event.speech
     finally:
         runner.close()
         if show:
             stream.write("\r" + progress_line(duration or 0.0, duration) + "\n")
+    found = speakers.Diarization(turns.turns, turns.speakers, turns.similarity) if turns and turns.turns else None
+    call = speakers.of_call(
+        found, turns.error if turns else None, [(g.start, g.end, g.speaker) for g in speech or ()], duration or 0.0,
+        configured=settings.diarize_names, max_speakers=settings.diarize_max_speakers, side_names=settings.speakers,
+    )  # fmt: skip
+    if call.labeller is not None:
+        segments = [piece for segment in segments for piece in call.labeller.pieces(segment)]
     measured = measure(speech, segments) if speech is not None else None
-    doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model, measured)
+    doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model, measured, call.figures)
     stem = (output_dir or path.parent) / path.stem
     files = write_outputs(doc, stem, formats)
-    review = measured.review_gaps() if measured else []
-    return OneShotResult(doc.text, language, duration, files, measured, describe(review) if review else None)
+    gaps = measured.review_gaps() if measured else []
+    return OneShotResult(doc.text, language, duration, files, measured, describe(gaps) if gaps else None,
+                         call.figures, call.review)  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 
 from transcriber.coverage import Coverage
 from transcriber.segments import Segment, spoken, transcript_text
+from transcriber.speakers import Figures
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class TranscriptDoc:
     duration: float | None
     model: str
     coverage: Coverage | None = None  # speech heard by VAD and the stretches of it without text
+    speakers: Figures | None = None  # talk time, turns, overlap, silence (mono calls diarized, or two sides)
+    call: dict[str, Any] | None = None  # the call's facts from its file name (phone_number, call_started_at, ...)
 
     def lines(self) -> list[Segment]:
         """The segments that hold words, stripped, in order."""
@@ -99,6 +102,10 @@ def render_json(doc: TranscriptDoc) -> str:
     }
     if doc.coverage is not None:
         body["coverage"] = doc.coverage.to_json()
+    if doc.speakers is not None:
+        body["speakers"] = doc.speakers.to_json()
+    if doc.call:
+        body["call"] = doc.call
     return json.dumps(body, ensure_ascii=False, indent=2) + "\n"
 
 

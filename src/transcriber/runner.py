@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from transcriber.coverage import Gap
-from transcriber.errors import AttemptTimeout, ModelNotFound, PermanentError, RetryableError, WorkerLost
+from transcriber.errors import AttemptTimeout, ConfigError, ModelNotFound, PermanentError, RetryableError, WorkerLost
 from transcriber.model_store import resolve_model
 from transcriber.segments import Segment
 from transcriber.settings import Settings
+from transcriber.speakers import Turn
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,28 @@ def decode_options(settings: Settings) -> dict[str, object]:
     }
 
 
+def diarize_option(settings: Settings) -> dict[str, object] | None:
+    """What the model process needs to find speaker turns on a mono call, or ``None`` (``DIARIZE``).
+
+    ``auto`` diarizes when the ``speakers`` extra is installed; ``on`` requires it (checked at
+    start-up by ``check_diarization``); two-channel calls keep their sides whatever this says.
+    """
+    from transcriber.diarization import unavailable
+
+    if settings.diarize == "off" or (settings.diarize == "auto" and unavailable()):
+        return None
+    return {"max_speakers": settings.diarize_max_speakers}
+
+
+def check_diarization(settings: Settings) -> None:
+    """``DIARIZE=on`` without the extra is a configuration mistake: one line, before any work."""
+    from transcriber.diarization import unavailable
+
+    reason = unavailable() if settings.diarize == "on" else None
+    if reason:
+        raise ConfigError(f"DIARIZE=on, but {reason} (or set DIARIZE=auto to go on without speaker turns)")
+
+
 @dataclass(frozen=True)
 class Info:
     duration: float
@@ -115,11 +138,26 @@ class Reached:
 
 
 @dataclass(frozen=True)
+class Diarizing:
+    """The transcript is decoded; the speaker turns are being found."""
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Speaker turns of a mono call (``speakers`` voices), or why there are none (``error``)."""
+
+    turns: tuple[Turn, ...] = ()
+    speakers: int = 0
+    similarity: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Tick:
     """Nothing new for a while: a chance to heartbeat."""
 
 
-Event = Info | Segment | Reached | Done | Tick
+Event = Info | Segment | Reached | Diarizing | Turns | Done | Tick
 Events = Generator[Event, None, None]
 
 
@@ -130,6 +168,7 @@ class Request:
     options: dict[str, Any] = field(default_factory=dict)
     previous: tuple[Segment, ...] = ()  # segments earlier attempts saved: their time is covered
     first_piece: float | None = None  # decode this many seconds on their own first (short limits)
+    diarize: dict[str, Any] | None = None  # find speaker turns of a mono call after decoding (``diarize_option``)
 
     def to_wire(self, request_id: str) -> dict[str, Any]:
         return {
@@ -140,6 +179,7 @@ class Request:
             "options": self.options,
             "previous": [[s.start, s.end, s.speaker] for s in self.previous if s.text.strip()],
             "first_piece": self.first_piece,
+            "diarize": self.diarize,
         }
 
 
@@ -200,6 +240,13 @@ def _event(message: dict[str, Any]) -> Event | None:
         return Segment.from_wire(message)
     if kind == "reached":
         return Reached(float(message["seconds"]))
+    if kind == "diarizing":
+        return Diarizing()
+    if kind == "turns":
+        if message.get("error"):
+            return Turns(error=str(message["error"]))
+        turns = tuple(Turn(float(a), float(b), int(k)) for a, b, k in message.get("turns") or [])
+        return Turns(turns, int(message.get("speakers") or 0), message.get("similarity"))
     if kind == "done":
         speech = message.get("speech")
         return Done(

@@ -309,3 +309,31 @@ def review_reason(found: int, max_speakers: int, speech_seconds: float, similari
     if similarity is not None and similarity > CLOSE_VOICES:
         return f"speaker turns: the voices are hard to tell apart (similarity {similarity:.2f}); check the labels"
     return None
+
+
+@dataclass(frozen=True)
+class CallSpeakers:
+    """Who spoke on a finished call: the labeller for its segments, its speaker figures, and any doubt."""
+
+    labeller: Labeller | None = None
+    figures: Figures | None = None
+    review: str | None = None
+
+
+def of_call(found: Diarization | None, error: str | None, sides: Sequence[tuple[float, float, str | None]],
+            duration: float, *, configured: Sequence[str], max_speakers: int,
+            side_names: Sequence[str]) -> CallSpeakers:  # fmt: skip
+    """A mono call's speakers from its turns (``found``, or the ``error`` that left it without);
+    a two-channel call's from each side's speech (``sides``: VAD spans with the side's name)."""
+    if found is not None and found.turns:
+        labels = names(max(t.speaker for t in found.turns) + 1, configured)
+        speech = _length(_union((t.start, t.end) for t in found.turns))
+        stats = figures(found.spans(labels), duration, source="diarization", order=labels, similarity=found.similarity)
+        return CallSpeakers(Labeller(found.turns, labels), stats,
+                            review_reason(found.speakers, max_speakers, speech, found.similarity))  # fmt: skip
+    if error:
+        return CallSpeakers(review=f"speaker turns: none ({error})")
+    spans = [(a, b, who) for a, b, who in sides if who]
+    if spans:
+        return CallSpeakers(figures=figures(spans, duration, source="channels", order=side_names))
+    return CallSpeakers()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from transcriber.coverage import Coverage
+from transcriber.lifecycle import segment_of
 from transcriber.outputs import TranscriptDoc
-from transcriber.segments import Segment, words_from
+from transcriber.segments import Segment
+from transcriber.speakers import Figures
 from transcriber.tables import Recording
 from transcriber.tables import Segment as SegmentRow
 
@@ -22,9 +25,7 @@ def load_segments(session: Session, recording_id: uuid.UUID) -> list[Segment]:
     rows = session.scalars(
         select(SegmentRow).where(SegmentRow.recording_id == recording_id).order_by(SegmentRow.start, SegmentRow.idx)
     ).all()
-    return [
-        Segment(r.start, r.end, r.text, r.speaker, r.avg_logprob, r.no_speech_prob, words_from(r.words)) for r in rows
-    ]
+    return [segment_of(r) for r in rows]
 
 
 def document(
@@ -35,13 +36,26 @@ def document(
     language: str | None,
     duration: float | None,
     coverage: Coverage | None = None,
+    speakers: Figures | None = None,
 ) -> TranscriptDoc:
     return TranscriptDoc(source=recording.file_name, segments=segments, language=language, duration=duration,
-                         model=model, coverage=coverage)  # fmt: skip
+                         model=model, coverage=coverage, speakers=speakers, call=call_facts(recording))  # fmt: skip
+
+
+def call_facts(recording: Recording) -> dict[str, Any] | None:
+    """The call's facts read from its file name, as the json output and ``--json`` show them; ``None`` if none."""
+    facts = {
+        "phone_number": recording.phone_number,
+        "call_started_at": recording.call_started_at.isoformat() if recording.call_started_at else None,
+        "contact": recording.contact,
+        "direction": recording.direction,
+    }
+    return {key: value for key, value in facts.items() if value} or None
 
 
 def load_document(session: Session, recording: Recording, *, model: str) -> TranscriptDoc:
     """The segments saved for ``recording``, in order, with its language and duration."""
     segments = load_segments(session, recording.id)
     return document(recording, segments, model=model, language=recording.language, duration=recording.duration_seconds,
-                    coverage=Coverage.stored(recording.speech_seconds, recording.uncovered_spans))  # fmt: skip
+                    coverage=Coverage.stored(recording.speech_seconds, recording.uncovered_spans),
+                    speakers=Figures.loads(recording.speaker_stats))  # fmt: skip

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from transcriber import lifecycle
+from transcriber import lifecycle, speakers
 from transcriber.audio import FileState, check_inside, check_same_audio, check_unchanged_since
 from transcriber.coverage import measure
 from transcriber.db import describe_error, make_engine, make_session_factory, transaction
@@ -39,13 +39,17 @@ from transcriber.redact import redact_text
 from transcriber.retry import effective_time_limit
 from transcriber.runner import (
     Deadline,
+    Diarizing,
     Done,
     Info,
     Reached,
     Request,
     Runner,
     SupervisedModel,
+    Turns,
+    check_diarization,
     decode_options,
+    diarize_option,
     model_config_for,
 )
 from transcriber.segments import Segment
@@ -74,6 +78,7 @@ class WorkerContext:
 
     @classmethod
     def create(cls, settings: Settings, *, name: str | None = None, concurrency: int = 1) -> WorkerContext:
+        check_diarization(settings)
         engine = make_engine(settings.database_url)
         config = model_config_for(settings, concurrency=concurrency)
         ctx = cls(
@@ -254,19 +259,27 @@ def _complete(
         lifecycle.save_progress(
             session, claim, now=now(), first_idx=progress.next_idx, segments=[], progress_seconds=progress.audio_done
         )  # fenced: the row is ours until commit
-        segments = load_segments(session, claim.recording_id)
         recording = session.get(Recording, claim.recording_id)
         assert recording is not None
+        call = speakers.of_call(
+            speakers.Diarization.loads(recording.speaker_turns), recording.speaker_error,
+            [(g.start, g.end, g.speaker) for g in done.speech or ()], progress.duration or 0.0,
+            configured=settings.diarize_names, max_speakers=settings.diarize_max_speakers, side_names=settings.speakers,
+        )  # fmt: skip
+        if call.labeller is not None:
+            segments = lifecycle.label_speakers(session, claim, call.labeller)
+        else:
+            segments = load_segments(session, claim.recording_id)
         measured = measure(done.speech, segments) if done.speech is not None else None
         if settings.formats:
             doc = document(recording, segments, model=settings.whisper_model, language=done.language,
-                           duration=progress.duration, coverage=measured)  # fmt: skip
+                           duration=progress.duration, coverage=measured, speakers=call.figures)  # fmt: skip
             write_outputs(doc, output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path),
                           settings.formats)  # fmt: skip
         lifecycle.complete_recording(
             session, claim, now=now(), segments=segments, language=done.language,
             duration_seconds=progress.duration, language_probability=done.language_probability,
-            coverage=measured, channels=progress.channels,
+            coverage=measured, channels=progress.channels, speaker_stats=call.figures, speaker_review=call.review,
         )  # fmt: skip
 
     persist(ctx, f"recording {claim.recording_id}: completing", write)
@@ -327,6 +340,7 @@ class _Progress:
         self.channels = 1
         self.plan_unsaved = True  # the duration and limit go on the rows with the next heartbeat
         self.done: Done | None = None
+        self.diarizing = False  # between the model's "diarizing" and its turns
         self.last_flush = time.monotonic()
 
     def on_event(self, event: object) -> bool:
@@ -342,11 +356,26 @@ class _Progress:
         elif isinstance(event, Reached):
             self.audio_done = max(self.audio_done, event.seconds)
             self.flush()  # the next attempt starts here even if no word was heard
+        elif isinstance(event, Diarizing):
+            self.diarizing = True
+            self.flush()  # what was decoded is saved before the turns are looked for
+        elif isinstance(event, Turns):
+            self.diarizing = False
+            found = speakers.Diarization(event.turns, event.speakers, event.similarity) if not event.error else None
+            if event.error:
+                log.warning("recording %s: no speaker turns: %s", self.claim.recording_id, event.error)
+            self.keep_turns(found, event.error)
         elif isinstance(event, Done):
             self.audio_done = self.duration or self.audio_done
             self.done = event
             return True
         return False
+
+    def keep_turns(self, found: speakers.Diarization | None, error: str | None) -> None:
+        """Store the speaker turns (or why there are none) now: no later attempt looks for them again."""
+        persist(self.ctx, f"recording {self.claim.recording_id}: saving its speaker turns",
+                lambda session: lifecycle.save_speaker_turns(session, self.claim, now=self.now(), found=found,
+                                                             error=error))  # fmt: skip
 
     def due(self) -> bool:
         return time.monotonic() - self.last_flush >= self.ctx.settings.heartbeat_seconds
@@ -387,17 +416,22 @@ FIRST_PIECE_SECONDS = 30.0  # one Whisper window: halved for each attempt in a r
 MIN_FIRST_PIECE_SECONDS = 2.0
 
 
-def _resume_state(session: Session, claim: lifecycle.Claim) -> tuple[list[Segment], float | None]:
-    """What earlier attempts saved (their time counts as covered), and the first piece to decode alone.
+def _resume_state(session: Session, claim: lifecycle.Claim) -> tuple[list[Segment], float | None, bool]:
+    """What earlier attempts saved (their time counts as covered), the first piece to decode alone, and
+    whether speaker turns are still to be found (none stored, and no earlier attempt failed at them).
 
     An attempt that timed out before it decoded anything would start where it began
     forever; each such attempt in a row halves the first piece, so one finishes in time.
     """
     previous = load_segments(session, claim.recording_id) if claim.resume_from or claim.next_segment_idx else []
+    turns, error = session.execute(
+        select(Recording.speaker_turns, Recording.speaker_error).where(Recording.id == claim.recording_id)
+    ).one()
+    wanted = turns is None and error is None
     stalled = lifecycle.timeouts_without_progress(session, claim)
     if not stalled:
-        return previous, None
-    return previous, max(FIRST_PIECE_SECONDS / 2**stalled, MIN_FIRST_PIECE_SECONDS)
+        return previous, None, wanted
+    return previous, max(FIRST_PIECE_SECONDS / 2**stalled, MIN_FIRST_PIECE_SECONDS), wanted
 
 
 def _transcribe(
@@ -415,9 +449,11 @@ def _transcribe(
     deadline = Deadline(limit_for, claim.duration_seconds)
     progress = _Progress(ctx, claim, deadline, now, on_progress)
     progress.flush()  # the limit is on the attempt row from its first second
-    previous, first_piece = persist(ctx, f"recording {claim.recording_id}: reading its progress",
-                                    lambda session: _resume_state(session, claim))  # fmt: skip
-    request = Request(claim.real_path, claim.resume_from, decode_options(settings), tuple(previous), first_piece)
+    previous, first_piece, turns_wanted = persist(ctx, f"recording {claim.recording_id}: reading its progress",
+                                                  lambda session: _resume_state(session, claim))  # fmt: skip
+    diarize = diarize_option(settings) if turns_wanted else None
+    request = Request(claim.real_path, claim.resume_from, decode_options(settings), tuple(previous), first_piece,
+                      diarize)  # fmt: skip
     try:
         with contextlib.closing(
             runner.transcribe(request, deadline=deadline, tick=settings.heartbeat_seconds)
@@ -429,8 +465,11 @@ def _transcribe(
                     progress.flush()
                 if ctx.stopping.is_set():
                     raise Interrupted()
-    except (RetryableError, Interrupted):
+    except (RetryableError, Interrupted) as exc:
         if progress.pending:
             progress.flush()  # keep what this attempt heard: the next attempt resumes after it
+        if progress.diarizing and not isinstance(exc, Interrupted):
+            # The transcript is done; the turns cost this attempt (timeout, crash). The next one goes on without.
+            progress.keep_turns(None, f"diarization stopped: {exc}")
         raise
     raise RetryableError("model process ended the transcription without a result")

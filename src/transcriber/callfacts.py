@@ -35,8 +35,10 @@ import phonenumbers
 GROUPS = frozenset({"phone", "date", "time", "datetime", "contact", "direction"})
 INCOMING, OUTGOING = "incoming", "outgoing"
 
-_INCOMING_WORDS = "in incoming inbound received eingehend eingehende eingehender eingehenden von".split()
-_OUTGOING_WORDS = "out outgoing outbound dialed ausgehend ausgehende ausgehender ausgehenden an".split()
+_INCOMING_WORDS = ("in", "incoming", "inbound", "received", "eingehend", "eingehende", "eingehender", "eingehenden",
+                   "von")  # fmt: skip
+_OUTGOING_WORDS = ("out", "outgoing", "outbound", "dialed", "ausgehend", "ausgehende", "ausgehender", "ausgehenden",
+                   "an")  # fmt: skip
 _DIRECTIONS = {**dict.fromkeys(_INCOMING_WORDS, INCOMING), **dict.fromkeys(_OUTGOING_WORDS, OUTGOING)}
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from transcriber import lifecycle
+from transcriber import callfacts, lifecycle
 from transcriber.audio import in_use, is_media_file, probe_duration, sha256_of, unread_key
 from transcriber.db import describe_error, transaction
 from transcriber.lifecycle import NewFile, Registered
@@ -110,6 +110,7 @@ class ReadyFile:
 
 
 SendTask = Callable[[uuid.UUID, str, str], None]  # recording id, task id, file name
+ReadFacts = Callable[[str], callfacts.CallFacts]  # file name -> the call's facts (FILENAME_PATTERN & co. bound)
 
 
 class Ingester:
@@ -126,6 +127,7 @@ class Ingester:
         send: SendTask,
         clock: Callable[[], float] = time.monotonic,
         settle_cap_seconds: float = SETTLE_CAP_SECONDS,
+        read_facts: ReadFacts = callfacts.parse,
     ) -> None:
         self.sessions = sessions
         self.watch_dir = watch_dir
@@ -133,6 +135,7 @@ class Ingester:
         self.settle_cap_seconds = settle_cap_seconds
         self.send = send
         self.clock = clock
+        self.read_facts = read_facts
         self.known: dict[str, Observation] = {}  # registered (or found registered) as it looks now
         self.pending: dict[str, tuple[Observation, float]] = {}  # settling: how it looks, since when
         self.ignored: set[str] = set()
@@ -345,6 +348,9 @@ class Ingester:
         try:
             with transaction(self.sessions) as session:
                 results = lifecycle.register_files(session, [new for _, new in pairs], now=utcnow())
+                for new, recording, outcome in results:  # in the same transaction: a row never lacks its facts
+                    if outcome is Registered.CREATED:
+                        self._note_facts(recording, new.file_name)
         except OperationalError:  # the database is away: the loop waits, the next scan finds these files again
             raise
         except Exception as exc:
@@ -358,6 +364,12 @@ class Ingester:
         return [
             (item, new, recording, outcome) for (item, _), (new, recording, outcome) in zip(pairs, results, strict=True)
         ]
+
+    def _note_facts(self, recording: Recording, file_name: str) -> None:
+        """The call's number, start, contact and direction, as its file name states them."""
+        facts = self.read_facts(file_name)
+        recording.phone_number, recording.call_started_at = facts.phone_number, facts.call_started_at
+        recording.contact, recording.direction = facts.contact, facts.direction
 
 
 def _shown(path: str, new: NewFile) -> str:

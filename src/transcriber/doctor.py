@@ -168,6 +168,28 @@ def check_model(settings: Settings) -> Check:
     )
 
 
+def check_speakers(settings: Settings, *, load: bool) -> Check:
+    """Whether mono calls get speaker turns (``DIARIZE``), and with ``load`` that the voice model really loads."""
+    from transcriber.diarization import Diarizer, unavailable
+
+    if settings.diarize == "off":
+        return Check("speakers", OK, "DIARIZE=off: mono calls are one block of text (two-channel calls keep sides)")
+    reason = unavailable()
+    if reason:
+        status = FAIL if settings.diarize == "on" else OK
+        return Check("speakers", status, f"DIARIZE={settings.diarize}, no speaker turns on mono calls: {reason}")
+    if not load:
+        return Check("speakers", OK, f"DIARIZE={settings.diarize}: installed (not loaded: --no-model)")
+    import numpy as np
+
+    began = time.monotonic()
+    embedding = Diarizer(threads=settings.whisper_cpu_threads).embed(np.zeros(32000, dtype=np.float32), [(0.0, 1.5)])
+    if embedding.shape != (1, 192):
+        return Check("speakers", FAIL, f"the voice model gave an embedding of shape {embedding.shape}, not (1, 192)")
+    return Check("speakers", OK, f"DIARIZE={settings.diarize}: voice model loaded in {time.monotonic() - began:.1f}s, "
+                                 f"up to {settings.diarize_max_speakers} speakers per mono call")  # fmt: skip
+
+
 def check_folders(settings: Settings) -> list[Check]:
     checks = []
     watch = Path(settings.watch_dir)
@@ -226,6 +248,7 @@ def run_checks(settings: Settings, *, now: datetime, include_model: bool = True)
     ]
     if include_model:
         steps.append(("model", lambda: check_model(settings)))
+    steps.append(("speakers", lambda: check_speakers(settings, load=include_model)))
     steps += [
         ("folders", lambda: check_folders(settings)),
         ("beat", lambda: check_beat(settings, sessions, now)),

@@ -297,7 +297,7 @@ class Ingester:
         return NewFile(
             shown, os.path.basename(shown), item.observation.size, digest, str(uuid.uuid4()),
             probe_duration(item.path), item.observation.mtime_ns, None if shown == absolute else os.fsencode(absolute),
-            replaces=None if replaces in self.shared else replaces,
+            replaces=None if replaces in self.shared else replaces, facts=self.read_facts(os.path.basename(shown)),
         )  # fmt: skip
 
     def _register(self, batch: list[ReadyFile]) -> int:
@@ -348,9 +348,6 @@ class Ingester:
         try:
             with transaction(self.sessions) as session:
                 results = lifecycle.register_files(session, [new for _, new in pairs], now=utcnow())
-                for new, recording, outcome in results:  # in the same transaction: a row never lacks its facts
-                    if outcome is Registered.CREATED:
-                        self._note_facts(recording, new.file_name)
         except OperationalError:  # the database is away: the loop waits, the next scan finds these files again
             raise
         except Exception as exc:
@@ -364,12 +361,6 @@ class Ingester:
         return [
             (item, new, recording, outcome) for (item, _), (new, recording, outcome) in zip(pairs, results, strict=True)
         ]
-
-    def _note_facts(self, recording: Recording, file_name: str) -> None:
-        """The call's number, start, contact and direction, as its file name states them."""
-        facts = self.read_facts(file_name)
-        recording.phone_number, recording.call_started_at = facts.phone_number, facts.call_started_at
-        recording.contact, recording.direction = facts.contact, facts.direction
 
 
 def _shown(path: str, new: NewFile) -> str:

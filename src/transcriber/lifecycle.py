@@ -37,6 +37,7 @@ from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, te
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from transcriber.callfacts import CallFacts
 from transcriber.coverage import Coverage
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
 from transcriber.names import printable, real_path
@@ -121,6 +122,7 @@ class NewFile:
     file_mtime_ns: int | None = None
     file_path_bytes: bytes | None = None
     replaces: uuid.UUID | None = None
+    facts: CallFacts | None = None  # the call's number, start, contact and direction, read from its name
 
 
 def register_recording(
@@ -209,6 +211,8 @@ def _queued_recording(new: NewFile, now: datetime) -> Recording:
         duration_seconds=new.duration_seconds, file_mtime_ns=new.file_mtime_ns,
         status=RecordingStatus.QUEUED.value, retry_count=0, created_at=now, updated_at=now,
         task_id=new.task_id, dispatched_at=now if new.task_id else None,
+        **({"phone_number": new.facts.phone_number, "call_started_at": new.facts.call_started_at,
+            "contact": new.facts.contact, "direction": new.facts.direction} if new.facts else {}),
     )  # fmt: skip
 
 

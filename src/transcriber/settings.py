@@ -319,4 +319,9 @@ def _one_line(exc: ValidationError) -> str:
     shown = "" if isinstance(value, dict) or value is None else f"={value}"
     accepts = _ACCEPTS.get(field, message)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{field.upper()}{shown} is invalid: expected {accepts}{more}"
+    why = message.removeprefix("Value error, ") if field in _SAYS_WHY else ""  # our own reason, not pydantic's
+    return f"{field.upper()}{shown} is invalid{f' ({why})' if why else ''}: expected {accepts}{more}"
+
+
+# Fields whose validator's own words say what is wrong with the value (a regex that does not compile, ...).
+_SAYS_WHY = {"filename_pattern"}

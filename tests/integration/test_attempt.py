@@ -21,9 +21,10 @@ from transcriber import lifecycle
 from transcriber.audio import sha256_of
 from transcriber.db import make_engine, make_session_factory, transaction
 from transcriber.errors import AttemptTimeout, PermanentError, WorkerLost
-from transcriber.runner import Done, Info
+from transcriber.runner import Diarizing, Done, Info, Reached, Turns
 from transcriber.segments import Segment
 from transcriber.settings import Settings, load_settings
+from transcriber.speakers import Diarization, Turn
 from transcriber.tables import utcnow
 from transcriber.testing import FakeRunner, Step, speech
 from transcriber.worker import WorkerContext, run_attempt
@@ -366,7 +367,6 @@ def test_a_resumed_call_is_measured_whole(world: World) -> None:
 def test_attempts_that_time_out_before_any_word_decode_a_shorter_first_piece(world: World) -> None:
     """Short limits still make progress: each timeout in a row without progress halves the first piece,
     and a piece decoded without words still moves the resume point."""
-    from transcriber.runner import Reached
 
     path_name = "short-limit.m4a"
     rid = world.add(path_name, [Info(120.0), AttemptTimeout(1)])
@@ -383,3 +383,52 @@ def test_attempts_that_time_out_before_any_word_decode_a_shorter_first_piece(wor
     last = world.runner.requests[-1]
     assert (last.start, last.first_piece) == (7.4, None)  # resumed where the silent piece ended; progress: no halving
     assert [r[0] for r in runs(world, rid)] == ["timeout", "timeout", "timeout", "succeeded"]
+
+
+def test_an_attempt_that_dies_while_diarizing_leaves_the_next_to_finish_without_turns(world: World) -> None:
+    """The time limit lands after decoding, while the turns are looked for: that attempt is a timeout, its
+    segments are kept, and the next one completes the call without turns, flagged, instead of trying again."""
+    said = [Info(20.0), Segment(0, 9, " hello there"), Segment(10, 20, " yes hello"), Reached(20.0)]
+    rid = world.add("mono.m4a", [*said, Diarizing(), AttemptTimeout(5)])
+    assert world.run(rid).status == "queued"
+    assert runs(world, rid) == [("timeout", "Timeout exceeded: TimeLimitExceeded(5)")]
+    world.runner.scripts[str(world.inbox / "mono.m4a")] = [Info(20.0), Done("en", 1.0)]
+    assert world.run(rid).status == "completed"
+    first, second = world.runner.requests
+    assert first.diarize == {"max_speakers": 2, "find": True} and second.diarize == {"max_speakers": 2, "find": False}
+    assert second.start == 20.0  # nothing decoded again
+    status, retries, _, transcript, _ = recording(world, rid)
+    assert (status, retries, transcript) == ("completed", 1, "hello there yes hello")
+    error, review, reasons = world.one(
+        "SELECT speaker_error, needs_review, review_reasons FROM recordings WHERE id = :id", id=world.key(rid)
+    )
+    assert error == "diarization stopped: Timeout exceeded: TimeLimitExceeded(5)"
+    assert review and f"speaker turns: none ({error})" in reasons
+
+
+def test_turns_from_the_model_are_stored_at_once_and_label_the_words(world: World) -> None:
+    words = (
+        (0.0, 1.0, " Hello,", 0.9),
+        (1.0, 2.0, " agent.", 0.9),
+        (3.0, 4.0, " Hi,", 0.9),
+        (4.0, 5.0, " caller.", 0.9),
+    )
+    turns = (Turn(0.0, 2.5, 0), Turn(2.5, 6.0, 1))
+    script = [
+        Info(6.0),
+        Segment(0, 5, " Hello, agent. Hi, caller.", words=words),
+        Turns(turns, 2, 0.2),
+        WorkerLost("x"),
+    ]
+    rid = world.add("two.m4a", script)
+    assert world.run(rid).status == "queued"  # the worker died after the turns were found: they are kept
+    [(stored,)] = world.all("SELECT speaker_turns FROM recordings WHERE id = :id", id=world.key(rid))
+    assert Diarization.loads(stored) == Diarization(turns, 2, 0.2)
+    world.runner.scripts[str(world.inbox / "two.m4a")] = [Info(6.0), Done("en", 1.0)]
+    assert world.run(rid).status == "completed"
+    assert world.runner.requests[1].diarize == {"max_speakers": 2, "find": False}
+    rows = world.all("SELECT speaker, text FROM segments WHERE recording_id = :id ORDER BY start", id=world.key(rid))
+    assert rows == [("speaker 1", "Hello, agent."), ("speaker 2", "Hi, caller.")]
+    assert (world.out / "two.txt").read_text() == "speaker 1: Hello, agent.\nspeaker 2: Hi, caller.\n"
+    doc = json.loads((world.out / "two.json").read_text())
+    assert [s["speaker"] for s in doc["speakers"]["speakers"]] == ["speaker 1", "speaker 2"]

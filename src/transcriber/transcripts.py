@@ -43,14 +43,10 @@ def document(
 
 
 def call_facts(recording: Recording) -> dict[str, Any] | None:
-    """The call's facts read from its file name, as the json output and ``--json`` show them; ``None`` if none."""
-    facts = {
-        "phone_number": recording.phone_number,
-        "call_started_at": recording.call_started_at.isoformat() if recording.call_started_at else None,
-        "contact": recording.contact,
-        "direction": recording.direction,
-    }
-    return {key: value for key, value in facts.items() if value} or None
+    """The call's facts read from its file name, as the json output shows them (only those known); ``None``."""
+    from transcriber.report import call_facts_of
+
+    return {key: value for key, value in call_facts_of(recording).items() if value} or None
 
 
 def load_document(session: Session, recording: Recording, *, model: str) -> TranscriptDoc:

@@ -35,7 +35,8 @@ Columns:
   overlap         the seconds of the first overlap the turns give to the one talking and the one coming in
 The CPU seconds other processes used meanwhile are recorded (the machine may be shared: ``--wait-idle SECONDS``
 starts each material in a quiet moment).
-Writes --out (JSON: machine, settings, per material results) and prints a markdown table.
+Writes --out (JSON: one run per model and --quick, each with the machine, settings and per material results; a
+run replaces only the materials it measured, e.g. ``--minutes 5`` to re-measure one call) and prints a table.
 """
 
 from __future__ import annotations
@@ -150,15 +151,21 @@ def wait_for_quiet(limit: float) -> float:
     return round(time.monotonic() - began, 1)
 
 
-def build(tmp: Path, quick: bool, seed: int) -> list[Material]:
+def standard_minutes(quick: bool) -> tuple[float, ...]:
+    return (1, 3) if quick else (5, 30)
+
+
+def build(tmp: Path, quick: bool, seed: int, calls: tuple[float, ...]) -> list[Material]:
     from transcriber.audio import decode as read
 
     samples, truth = mixdown_truth(shared_audio() / "stereo_diarization.wav")
     materials = [Material("stereo mixdown", samples, truth)]
-    for k, minutes in enumerate((1, 3) if quick else (5, 30)):
-        audio, lines = two_voice_call(minutes * 60, seed=seed + k)
+    standard = standard_minutes(quick)
+    for minutes in calls:  # the standard calls get seed, seed + 1 (in their order); any other seed + minutes
+        call_seed = seed + standard.index(minutes) if minutes in standard else seed + int(minutes)
+        audio, lines = two_voice_call(minutes * 60, seed=call_seed)
         audio = read(str(write_audio(tmp / f"call{minutes}.flac", audio)))  # through a file, as a call arrives
-        materials.append(Material(f"call {minutes} min", audio, truth_spans(lines), lines))
+        materials.append(Material(f"call {minutes:g} min", audio, truth_spans(lines), lines))
     return materials
 
 
@@ -375,10 +382,30 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def save(path: Path, key: str, report: dict[str, Any]) -> None:
+    """One run per model (and --quick) in the results file; a run replaces only the materials it measured.
+
+    Each material keeps the facts of the run that measured it (``measured``: date, commit, CPU of others).
+    """
+    runs: dict[str, Any] = {}
+    if path.exists():
+        try:
+            runs = json.loads(path.read_text()).get("runs", {})
+        except (ValueError, AttributeError):
+            runs = {}
+    earlier = runs.get(key, {}).get("materials", {})
+    for row in report["materials"].values():
+        row["measured"] = {k: report["machine"][k] for k in ("date", "commit", "uncommitted_in_src")}
+    runs[key] = {**report, "materials": {**earlier, **report["materials"]}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"runs": dict(sorted(runs.items()))}, indent=1, ensure_ascii=False) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="base", help="Whisper model (default base, the product's default)")
     parser.add_argument("--quick", action="store_true", help="1- and 3-minute calls instead of 5 and 30")
+    parser.add_argument("--minutes", default="", help="comma-separated call lengths (default 5,30; --quick 1,3): a re-measure of some")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="seed of the first generated call (the next: +1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads (default: cores)")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
@@ -393,6 +420,7 @@ def main() -> None:
     from transcriber.runner import decode_options
     from transcriber.settings import Settings
 
+    started = machine()  # date and commit of the start: the code imported is the code of then
     why = diarization.unavailable()
     if why:
         parser.exit(2, f"{why}\n")
@@ -401,7 +429,8 @@ def main() -> None:
     options["word_timestamps"] = True  # speakers.assign places each word by its timestamps
     model = faster_whisper.WhisperModel(resolve_model(args.model, None), device="cpu", compute_type="int8", cpu_threads=args.threads)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        materials = build(Path(tmp), args.quick, args.seed)
+        calls = tuple(float(m) for m in args.minutes.split(",")) if args.minutes else standard_minutes(args.quick)
+        materials = build(Path(tmp), args.quick, args.seed, calls)
     warm = materials[1].samples[: 10 * 16000]
     list(model.transcribe(warm)[0])  # untimed warm-ups: the first material pays no start-up
     diarizer = diarization.Diarizer(threads=args.threads)
@@ -425,7 +454,7 @@ def main() -> None:
     import torch
 
     facts = {
-        **machine(),
+        **started,
         "model": args.model,
         "compute_type": "int8",
         "threads": args.threads,
@@ -442,8 +471,7 @@ def main() -> None:
         "cpu_whole_run": whole.stop(),
     }
     report = {"machine": facts, "decode_options": options, "materials": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    save(args.out, f"{args.model}{' quick' if args.quick else ''}", report)
     print(table(rows))
     problems = [f"{name}: {r['problem']}" for name, r in rows.items() if "problem" in r]
     for line in problems:

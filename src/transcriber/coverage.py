@@ -174,11 +174,11 @@ def describe(gaps: Sequence[Gap], *, limit: int = 5) -> str:
     return f"{seconds:.1f} s of speech without text at {where}{more}"
 
 
-def speech_spans(samples: Any, *, sample_rate: int = 16000) -> list[Span]:
-    """The speech in ``samples`` (float32 mono), as Silero VAD hears it, in seconds."""
+def speech_spans(samples: Any, *, sample_rate: int = 16000, options: dict[str, Any] | None = None) -> list[Span]:
+    """The speech in ``samples`` (float32 mono), as Silero VAD hears it, in seconds (``VAD_OPTIONS`` by default)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     if samples.shape[0] < sample_rate // 10:
         return []
-    found = get_speech_timestamps(samples, VadOptions(**VAD_OPTIONS), sampling_rate=sample_rate)
+    found = get_speech_timestamps(samples, VadOptions(**(options or VAD_OPTIONS)), sampling_rate=sample_rate)
     return [(t["start"] / sample_rate, t["end"] / sample_rate) for t in found]

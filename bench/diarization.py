@@ -12,12 +12,13 @@ Material (``tests/two_voices.py``):
                   in about every fourth turn, one overlap of 0.8 s; written as FLAC and read back with the
                   product's decoder (``transcriber.audio.decode``; lossless, so the truth's times hold exactly;
                   AAC would shift them by its 1024-sample priming). 5 and 30 minutes (--quick: 1 and 3).
-For each: the speech (``coverage.speech_spans``, timed apart); raw faster-whisper, ``model.transcribe(samples)``
+For each: the speech the diarizer windows (``coverage.speech_spans`` with ``diarization.TURN_VAD``, timed apart
+as well: it is also inside the diarization time); raw faster-whisper, ``model.transcribe(samples)``
 with the library's defaults (beam 5, no VAD, previous-text prompt on), for context; the product's decode
 (``decoding.decode``; options from ``runner.decode_options(Settings(_env_file=None))`` without channels/speakers,
 plus word timestamps, which ``speakers.assign`` splits segments by; the defaults compute word timings anyway, for
 the silence threshold, but emit segments without them); the diarizer, ``Diarizer(threads).run(samples,
-speech=..., max_speakers=2)``; ``speakers.assign`` of the segments to the turns. One untimed warm-up of each model
+max_speakers=2)`` as the model process calls it (its own VAD included); ``speakers.assign`` of the segments to the turns. One untimed warm-up of each model
 first (the diarizer's includes its model load: ``diarizer_load_seconds``). One model, int8, threads = cores.
 Columns:
   DER             frame-based diarization error rate (10-ms frames, no collar, overlapped speech counted: a frame
@@ -87,6 +88,7 @@ class Material:
 
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -273,12 +275,13 @@ def measure(material: Material, model: Any, options: dict[str, Any], diarizer: A
     from transcriber import speakers
     from transcriber.coverage import speech_spans
     from transcriber.decoding import decode
+    from transcriber.diarization import TURN_VAD
 
     samples = material.samples
     duration = len(samples) / 16000
     meter = CpuMeter()
     began = time.perf_counter()
-    speech = speech_spans(samples, sample_rate=16000)
+    speech = speech_spans(samples, sample_rate=16000, options=TURN_VAD)  # the diarizer's own VAD, timed apart too
     vad_seconds = time.perf_counter() - began
 
     began, cpu0 = time.perf_counter(), time.process_time()
@@ -292,7 +295,7 @@ def measure(material: Material, model: Any, options: dict[str, Any], diarizer: A
     segments.sort(key=lambda s: (s.start, s.end))
 
     began, cpu0 = time.perf_counter(), time.process_time()
-    result = diarizer.run(samples, speech=speech, max_speakers=MAX_SPEAKERS)
+    result = diarizer.run(samples, max_speakers=MAX_SPEAKERS)  # as the model process calls it: its VAD included
     diarization_seconds, diarization_cpu = time.perf_counter() - began, time.process_time() - cpu0
 
     began = time.perf_counter()
@@ -320,7 +323,11 @@ def measure(material: Material, model: Any, options: dict[str, Any], diarizer: A
         "transcription_seconds": round(transcription_seconds, 2),
         "diarization_seconds": round(diarization_seconds, 2),
         "assign_seconds": round(assign_seconds, 4),
-        "cpu_seconds": {"raw": round(raw_cpu, 2), "transcription": round(transcription_cpu, 2), "diarization": round(diarization_cpu, 2)},  # fmt: skip
+        "cpu_seconds": {
+            "raw": round(raw_cpu, 2),
+            "transcription": round(transcription_cpu, 2),
+            "diarization": round(diarization_cpu, 2),
+        },  # fmt: skip
         "diarization_share_of_transcription": round(diarization_seconds / transcription_seconds, 4),
         "diarization_share_of_raw": round(diarization_seconds / raw_seconds, 4),
         "speakers_found": result.speakers,
@@ -340,9 +347,15 @@ def measure(material: Material, model: Any, options: dict[str, Any], diarizer: A
         "cpu": cpu,
         **details(material, turns, scored["mapping"], words, right["mapping"]),
         "raw_text": " ".join(s.text.strip() for s in raw) if duration < 60 else None,
-        "text": [f"[{s.start:.2f}-{s.end:.2f}] {s.speaker}: {s.text.strip()}" for s in assigned] if duration < KEEP_DETAIL_SECONDS else None,  # fmt: skip
-        "hypothesis_turns": [[round(a, 2), round(b, 2), s] for a, b, s in turns] if duration < KEEP_DETAIL_SECONDS else None,
-        "truth": [[round(a, 2), round(b, 2), s] for a, b, s in material.truth] if duration < KEEP_DETAIL_SECONDS else None,
+        "text": [f"[{s.start:.2f}-{s.end:.2f}] {s.speaker}: {s.text.strip()}" for s in assigned]
+        if duration < KEEP_DETAIL_SECONDS
+        else None,  # fmt: skip
+        "hypothesis_turns": [[round(a, 2), round(b, 2), s] for a, b, s in turns]
+        if duration < KEEP_DETAIL_SECONDS
+        else None,
+        "truth": [[round(a, 2), round(b, 2), s] for a, b, s in material.truth]
+        if duration < KEEP_DETAIL_SECONDS
+        else None,
     }
     if result.speakers > MAX_SPEAKERS:
         row["problem"] = f"{result.speakers} speakers found, more than max_speakers={MAX_SPEAKERS}"
@@ -364,7 +377,9 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         b = r.get("backchannels")
         back = f"{b['turns_right']}/{b['lines']}, {b['words_right']}/{b['words']} words" if b else "n/a"
         c = r.get("changes")
-        change = f"{percent(c['recall'])} / {percent(c['precision'])} ({c['true']} true, {c['found']} found)" if c else "n/a"
+        change = (
+            f"{percent(c['recall'])} / {percent(c['precision'])} ({c['true']} true, {c['found']} found)" if c else "n/a"
+        )
         ov = r.get("overlap")
         over = ", ".join(f"{k} {v} s" for k, v in ov["given_seconds"].items()) if ov else "n/a"
         if ov:

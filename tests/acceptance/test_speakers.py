@@ -67,3 +67,8 @@ def test_a_mono_call_gets_its_speakers_across_a_worker_kill(pipeline) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "agent:" in shown.stdout and "customer:" in shown.stdout and "turns" in shown.stdout, shown.stdout
     assert "call      +18134353769, 2020-03-01 17:11:19 UTC" in shown.stdout, shown.stdout
+    exported = subprocess.run([TRANSCRIBER, "export", str(rid), "--format", "vtt", "-o", "-"], capture_output=True,
+                              text=True, env=pipeline.env, timeout=60)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    cues = [line for line in exported.stdout.splitlines() if line.startswith("<v ")]
+    assert cues and all(line.startswith(("<v agent>", "<v customer>")) for line in cues)

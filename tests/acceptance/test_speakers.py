@@ -21,7 +21,7 @@ NAME = "Call recording +18134353769_200301_171119.m4a"
 
 
 def test_a_mono_call_gets_its_speakers_across_a_worker_kill(pipeline) -> None:
-    samples, lines = two_voice_call(150, seed=5)
+    samples, lines = two_voice_call(100, seed=5)
     write_audio(pipeline.watch_dir / NAME, samples)
     speakers = {"DIARIZE": "auto", "DIARIZE_LABELS": "agent,customer"}
     worker = pipeline.start("worker", "--pool=solo", **speakers)

@@ -39,6 +39,7 @@ def test_doctor_passes_then_catches_a_limit_too_short(pg_url: str, redis_url: st
     code, checks = doctor(env)
     assert checks["beat"]["status"] == "fail" and code == 1  # nothing has run the cleanup yet
     assert checks["model"]["status"] == "ok" and "loaded in" in checks["model"]["detail"]
+    assert checks["speakers"]["status"] == "ok" and "voice model loaded in" in checks["speakers"]["detail"]
     assert all(checks[n]["status"] == "ok" for n in ("database", "broker", "WATCH_DIR", "OUTPUT_DIR"))
 
     engine = make_engine(pg_url)
@@ -148,7 +149,7 @@ def test_doctor_fails_the_model_check_for_cuda_without_a_gpu(pg_url: str, tmp_pa
 
     assert not cuda_available(), "this test is about a machine without a GPU"
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": pg_url, "WHISPER_DEVICE": "cuda",
-           "WHISPER_MODEL": "tiny.en"}  # fmt: skip
+           "WHISPER_MODEL": "tiny.en", "DIARIZE": "off"}  # fmt: skip
     _, checks = doctor(env)
     assert checks["model"]["status"] == "fail"
     assert checks["model"]["detail"].startswith("WHISPER_DEVICE=cuda but CTranslate2 sees no CUDA GPU")

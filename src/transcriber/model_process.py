@@ -95,12 +95,7 @@ class _Speakers:
             found = self.diarizer.run(samples, max_speakers=max_speakers)
         except Exception as exc:  # MemoryError included: diarization must not cost the call its transcript
             return {"type": "turns", "error": f"{type(exc).__name__}: {exc}".strip()}
-        return {
-            "type": "turns",
-            "turns": [[t.start, t.end, t.speaker] for t in found.turns],
-            "speakers": found.speakers,
-            "similarity": found.similarity,
-        }
+        return {"type": "turns", **found.to_json()}
 
 
 def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers | None = None) -> None:

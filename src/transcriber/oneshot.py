@@ -90,9 +90,9 @@ def transcribe_file(
         if show:
             stream.write("\r" + progress_line(duration or 0.0, duration) + "\n")
     segments.sort(key=lambda s: s.start)  # in time order, as the database reads them: repaired ones come last
-    found = speakers.Diarization(turns.turns, turns.speakers, turns.similarity) if turns and turns.turns else None
     call = speakers.of_call(
-        found, turns.error if turns else None, [(g.start, g.end, g.speaker) for g in speech or ()], duration or 0.0,
+        turns.found if turns else None, turns.error if turns else None,
+        [(g.start, g.end, g.speaker) for g in speech or ()], duration or 0.0,
         configured=settings.diarize_names, max_speakers=settings.diarize_max_speakers, side_names=settings.speakers,
     )  # fmt: skip
     if call.labeller is not None:

@@ -27,7 +27,7 @@ from transcriber.errors import AttemptTimeout, ConfigError, ModelNotFound, Perma
 from transcriber.model_store import resolve_model
 from transcriber.segments import Segment
 from transcriber.settings import Settings
-from transcriber.speakers import Turn
+from transcriber.speakers import Diarization
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,9 @@ class Diarizing:
 
 @dataclass(frozen=True)
 class Turns:
-    """Speaker turns of a mono call (``speakers`` voices), or why there are none (``error``)."""
+    """Speaker turns of a mono call (``found``), or why there are none (``error``)."""
 
-    turns: tuple[Turn, ...] = ()
-    speakers: int = 0
-    similarity: float | None = None
+    found: Diarization | None = None
     error: str | None = None
 
 
@@ -247,8 +245,7 @@ def _event(message: dict[str, Any]) -> Event | None:
     if kind == "turns":
         if message.get("error"):
             return Turns(error=str(message["error"]))
-        turns = tuple(Turn(float(a), float(b), int(k)) for a, b, k in message.get("turns") or [])
-        return Turns(turns, int(message.get("speakers") or 0), message.get("similarity"))
+        return Turns(Diarization.from_json(message))
     if kind == "done":
         speech = message.get("speech")
         return Done(

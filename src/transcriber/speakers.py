@@ -52,17 +52,22 @@ class Diarization:
     speakers: int
     similarity: float | None = None  # cosine similarity of the two closest voices' mean embeddings
 
-    def dumps(self) -> str:
+    def to_json(self) -> dict[str, Any]:
+        """The form on the model process's pipe and, as text, in ``recordings.speaker_turns``."""
         turns = [[round(t.start, 3), round(t.end, 3), t.speaker] for t in self.turns]
-        return json.dumps({"speakers": self.speakers, "similarity": self.similarity, "turns": turns})
+        return {"speakers": self.speakers, "similarity": self.similarity, "turns": turns}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Diarization:
+        turns = tuple(Turn(float(a), float(b), int(k)) for a, b, k in data["turns"])
+        return cls(turns, int(data["speakers"]), data.get("similarity"))
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json())
 
     @classmethod
     def loads(cls, text: str | None) -> Diarization | None:
-        if not text:
-            return None
-        data = json.loads(text)
-        turns = tuple(Turn(float(a), float(b), int(k)) for a, b, k in data["turns"])
-        return cls(turns, int(data["speakers"]), data.get("similarity"))
+        return cls.from_json(json.loads(text)) if text else None
 
     def spans(self, labels: Sequence[str]) -> list[tuple[float, float, str]]:
         return [(t.start, t.end, labels[t.speaker]) for t in self.turns]
@@ -83,13 +88,14 @@ def windows_to_turns(windows: Sequence[tuple[float, float]], labels: Sequence[in
     """
     order: dict[int, int] = {}
     turns: list[Turn] = []
-    centres = [(a + b) / 2 for a, b in windows]
+    ranked = sorted(((a + b) / 2, label) for (a, b), label in zip(windows, labels, strict=True))
+    centres = [c for c, _ in ranked]
     for span_start, span_end in speech:
-        inside = [i for i, c in enumerate(centres) if span_start <= c <= span_end]
-        for n, i in enumerate(inside):
-            begin = span_start if n == 0 else (centres[inside[n - 1]] + centres[i]) / 2
-            finish = span_end if n == len(inside) - 1 else (centres[i] + centres[inside[n + 1]]) / 2
-            speaker = order.setdefault(labels[i], len(order))
+        first, last = bisect.bisect_left(centres, span_start), bisect.bisect_right(centres, span_end)
+        for i in range(first, last):
+            begin = span_start if i == first else (centres[i - 1] + centres[i]) / 2
+            finish = span_end if i == last - 1 else (centres[i] + centres[i + 1]) / 2
+            speaker = order.setdefault(ranked[i][1], len(order))
             if turns and turns[-1].speaker == speaker and abs(turns[-1].end - begin) < 1e-6:
                 turns[-1] = replace(turns[-1], end=finish)
             else:
@@ -117,7 +123,7 @@ class _Finder:
         if best is not None:
             return best
         middle = (start + end) / 2
-        near = [t for t in self.turns[max(right - 1, 0) : right + 1]]
+        near = self.turns[max(right - 1, 0) : right + 1]
         return min(near, key=lambda t: max(t.start - middle, middle - t.end, 0.0)).speaker
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from transcriber.coverage import Coverage
 from transcriber.lifecycle import segment_of
 from transcriber.outputs import TranscriptDoc
+from transcriber.report import call_facts_of
 from transcriber.segments import Segment
 from transcriber.speakers import Figures
 from transcriber.tables import Recording
@@ -44,8 +45,6 @@ def document(
 
 def call_facts(recording: Recording) -> dict[str, Any] | None:
     """The call's facts read from its file name, as the json output shows them (only those known); ``None``."""
-    from transcriber.report import call_facts_of
-
     return {key: value for key, value in call_facts_of(recording).items() if value} or None
 
 

@@ -361,10 +361,9 @@ class _Progress:
             self.flush()  # what was decoded is saved before the turns are looked for
         elif isinstance(event, Turns):
             self.diarizing = False
-            found = speakers.Diarization(event.turns, event.speakers, event.similarity) if not event.error else None
             if event.error:
                 log.warning("recording %s: no speaker turns: %s", self.claim.recording_id, event.error)
-            self.keep_turns(found, event.error)
+            self.keep_turns(event.found, event.error)
         elif isinstance(event, Done):
             self.audio_done = self.duration or self.audio_done
             self.done = event

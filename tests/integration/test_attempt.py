@@ -417,7 +417,7 @@ def test_turns_from_the_model_are_stored_at_once_and_label_the_words(world: Worl
     script = [
         Info(6.0),
         Segment(0, 5, " Hello, agent. Hi, caller.", words=words),
-        Turns(turns, 2, 0.2),
+        Turns(Diarization(turns, 2, 0.2)),
         WorkerLost("x"),
     ]
     rid = world.add("two.m4a", script)

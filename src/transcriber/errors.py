@@ -50,3 +50,41 @@ class ModelNotFound(TranscriberError):
 
 def _fmt_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+# The class of a failure, for metrics (``transcriber_failures_total{cause}``) and ``attempts.cause``. Read from
+# the attempt's outcome and the first words of its message, which every raise site above and in audio.py,
+# runner.py and worker.py keeps stable: a new message that fits none of them counts as ``other``.
+FAILURE_CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("timeout", ("Timeout exceeded",)),
+    ("worker_lost", ("Worker lost", "model process")),
+    ("interrupted", ("Worker stopping", "worker stopping", "Interrupted")),
+    ("lease_lost", ("Lease lost",)),
+    ("missing", ("File not found",)),
+    ("unreadable", ("Unreadable audio", "Empty file", "Incomplete decode", "Not audio", "not audio")),
+    ("changed", ("File changed",)),
+    ("refused", ("Refused", "Permission denied")),
+    ("io", ("I/O error", "File in use", "File name too long")),
+    ("database", ("Database error",)),
+)
+CAUSES = (*(name for name, _ in FAILURE_CAUSES), "other")
+
+
+def cause_of(outcome: str, message: str | None) -> str | None:
+    """``timeout``, ``worker_lost``, ``unreadable``, ``io``, ... for a failed attempt; None for a success.
+
+    ``message`` may carry the retry wrapper (``Max retries exceeded (3): <cause>``): the cause inside counts.
+    """
+    if outcome in ("succeeded", "running"):
+        return None
+    text = (message or "").strip()
+    if text.startswith("Max retries exceeded") and ": " in text:
+        text = text.split(": ", 1)[1]
+    for name, prefixes in FAILURE_CAUSES:
+        if text.startswith(prefixes):
+            return name
+    if outcome == "timeout":
+        return "timeout"
+    if outcome == "lost":
+        return "worker_lost"
+    return "other"

@@ -39,8 +39,10 @@ from sqlalchemy.orm import Session
 
 from transcriber.callfacts import CallFacts
 from transcriber.coverage import Coverage
-from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost
+from transcriber import outbox
+from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost, cause_of
 from transcriber.names import printable, real_path
+from transcriber.outbox import Event
 from transcriber.quality import ScoredSegment, assess
 from transcriber.retry import RetryDecision, decide_after_error
 from transcriber.segments import Segment, transcript_text, words_from
@@ -605,6 +607,7 @@ def complete_recording(
     channels: int | None = None,
     speaker_stats: Figures | None = None,
     speaker_review: str | None = None,
+    notify: bool = False,
 ) -> str:
     """Mark the recording completed with its transcript, quality figures and speech coverage.
 
@@ -614,6 +617,8 @@ def complete_recording(
     words per minute are too, so a resumed call is measured whole, not its last attempt.
     ``speaker_stats`` are the call's speaker figures; ``speaker_review`` why its speaker
     turns need a look (``speakers.review_reason``), which flags it ``needs_review``.
+    ``notify`` writes ``recording.completed`` (and ``recording.needs_review`` when flagged)
+    to the webhook outbox in this transaction.
     """
     transcript = transcript_text(segments)
     measured = coverage
@@ -654,13 +659,20 @@ def complete_recording(
     _close_attempt(
         session, claim.attempt_id, now=now, outcome=AttemptOutcome.SUCCEEDED, error=None, end=duration_seconds
     )
+    if notify:
+        outbox.emit(session, claim.recording_id, Event.COMPLETED, now=now)
+        if figures.needs_review or speaker_review:
+            outbox.emit(session, claim.recording_id, Event.NEEDS_REVIEW, now=now)
     return transcript
 
 
 def fail_attempt(
-    session: Session, claim: Claim, *, error: BaseException, now: datetime, policy: RetryPolicy
+    session: Session, claim: Claim, *, error: BaseException, now: datetime, policy: RetryPolicy, notify: bool = False
 ) -> RecordingStatus:
-    """Close the attempt with its own error; requeue with backoff or fail with the cause."""
+    """Close the attempt with its own error; requeue with backoff or fail with the cause.
+
+    ``notify``: a recording that fails for good writes ``recording.failed`` to the outbox in this transaction.
+    """
     retryable = isinstance(error, RetryableError)
     cause = printable(str(error) or type(error).__name__)  # no NUL, surrogate or line break in a column
     retry_count = session.scalar(select(Recording.retry_count).where(Recording.id == claim.recording_id)) or 0
@@ -676,6 +688,8 @@ def fail_attempt(
     )
     _fenced_recording_update(session, claim, **_decision_values(decision, now))
     _close_attempt(session, claim.attempt_id, now=now, outcome=outcome_for(error), error=cause, end=None)
+    if notify and decision.status is RecordingStatus.FAILED:
+        outbox.emit(session, claim.recording_id, Event.FAILED, now=now)
     return decision.status
 
 
@@ -733,7 +747,12 @@ def outcome_for(error: BaseException) -> AttemptOutcome:
 def _close_attempt(
     session: Session, attempt_id: int, *, now: datetime, outcome: AttemptOutcome, error: str | None, end: float | None
 ) -> None:
-    values: dict[str, object] = {"finished_at": now, "outcome": outcome.value, "error_message": error}
+    values: dict[str, object] = {
+        "finished_at": now,
+        "outcome": outcome.value,
+        "error_message": error,
+        "cause": cause_of(outcome.value, error),
+    }
     if end is not None:
         values["audio_end_seconds"] = end
     session.execute(
@@ -754,10 +773,13 @@ class Rescued:
     error_message: str
 
 
-def rescue_stuck(session: Session, *, now: datetime, stuck_timeout: float, policy: RetryPolicy) -> list[Rescued] | None:
+def rescue_stuck(
+    session: Session, *, now: datetime, stuck_timeout: float, policy: RetryPolicy, notify: bool = False
+) -> list[Rescued] | None:
     """Requeue (or fail) ``processing`` recordings whose heartbeat stopped.
 
-    Their open attempt is closed as ``lost``. Returns ``None`` when another process
+    Their open attempt is closed as ``lost``; with ``notify`` one that fails for good writes
+    ``recording.failed`` to the outbox. Returns ``None`` when another process
     holds the rescue lock (two beats running by mistake), else what was rescued.
     """
     if not lock_rescue(session):
@@ -799,6 +821,8 @@ def rescue_stuck(session: Session, *, now: datetime, stuck_timeout: float, polic
             continue  # it moved on meanwhile
         if attempt_id is not None:
             _close_attempt(session, attempt_id, now=now, outcome=AttemptOutcome.LOST, error=cause, end=None)
+        if notify and decision.status is RecordingStatus.FAILED:
+            outbox.emit(session, recording_id, Event.FAILED, now=now)
         log.warning("rescued recording %s: %s -> %s", recording_id, cause, decision.status.value)
         rescued.append(Rescued(recording_id, decision.status, decision.error_message))
     return rescued

@@ -36,12 +36,15 @@ def cleanup_stuck(
     stuck_timeout: float,
     policy: lifecycle.RetryPolicy,
     interval: float,
+    notify: bool = False,
 ) -> list[lifecycle.Rescued] | None:
-    """Rescue recordings whose worker stopped heartbeating; ``None`` if skipped."""
+    """Rescue recordings whose worker stopped heartbeating; ``None`` if skipped (``notify``: webhook events)."""
     with transaction(sessions) as session:
         if not lifecycle.lock_rescue(session) or _ran_recently(session, "cleanup_stuck", now, interval):
             return None
-        rescued = lifecycle.rescue_stuck(session, now=now, stuck_timeout=stuck_timeout, policy=policy) or []
+        rescued = (
+            lifecycle.rescue_stuck(session, now=now, stuck_timeout=stuck_timeout, policy=policy, notify=notify) or []
+        )
         lifecycle.record_service_run(session, name="cleanup_stuck", now=now, detail=f"rescued {len(rescued)}")
     return rescued
 

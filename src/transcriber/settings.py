@@ -64,6 +64,12 @@ _ACCEPTS: dict[str, str] = {
     "watch_poll_seconds": "a number of seconds > 0",
     "log_level": "one of DEBUG, INFO, WARNING, ERROR",
     "flower_basic_auth": "user:password, or several separated by commas",
+    "webhook_url": "an http:// or https:// URL that receives the events",
+    "webhook_secret": "a shared secret to sign deliveries with (HMAC-SHA256), e.g. from `openssl rand -hex 32`",
+    "webhook_timeout_seconds": "a number of seconds > 0",
+    "webhook_max_attempts": "a whole number >= 1",
+    "metrics_port": "a TCP port, 1-65535",
+    "redact": "one of off, numbers, all",
 }
 
 
@@ -135,8 +141,18 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # user:password[,user2:password2] for Flower's basic auth; never printed.
     flower_basic_auth: SecretStr = SecretStr("")
+    # Reaching people (issue 14): signed webhooks from the outbox, Prometheus metrics, redacted copies.
+    webhook_url: SecretStr = SecretStr("")  # a URL may carry a token: never printed whole
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_max_attempts: int = Field(15, ge=1)
+    webhook_backoff_seconds: float = Field(10.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(3600.0, gt=0)
+    metrics_port: int = Field(9808, ge=1, le=65535)
+    metrics_address: str = "127.0.0.1"
+    redact: Literal["off", "numbers", "all"] = "off"
 
-    @field_validator("whisper_device", "channels", "diarize", mode="before")
+    @field_validator("whisper_device", "channels", "diarize", "redact", mode="before")
     @classmethod
     def _normalise_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -279,6 +295,25 @@ class Settings(BaseSettings):
     def broker_dir(self) -> Path:
         return self.data_dir / "broker"
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise ValueError("not an http(s) URL")
+        return SecretStr(url)
+
+    @model_validator(mode="after")
+    def _signed_webhooks(self) -> Settings:
+        if self.webhook_url.get_secret_value() and not self.webhook_secret.get_secret_value():
+            raise ValueError("webhook_secret: empty while WEBHOOK_URL is set (every delivery is signed)")
+        return self
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """True when state changes write webhook events to the outbox (WEBHOOK_URL is set)."""
+        return bool(self.webhook_url.get_secret_value())
+
     @model_validator(mode="after")
     def _stuck_after_heartbeats(self) -> Settings:
         if self.stuck_timeout_seconds < 3 * self.heartbeat_seconds:
@@ -314,7 +349,7 @@ def _one_line(exc: ValidationError) -> str:
     if not field and ":" in message:  # model-level check names its field in the message
         field = message.split(":", 1)[0].split()[-1]
     value = first.get("input")
-    if field in ("database_url", "celery_broker_url"):
+    if field in ("database_url", "celery_broker_url", "webhook_url", "webhook_secret", "flower_basic_auth"):
         value = None  # a URL that does not parse cannot be masked reliably: never echo it
     shown = "" if isinstance(value, dict) or value is None else f"={value}"
     accepts = _ACCEPTS.get(field, message)

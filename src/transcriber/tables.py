@@ -184,6 +184,9 @@ class Attempt(Base):
     time_limit_seconds: Mapped[float | None] = mapped_column(Float)
     audio_start_seconds: Mapped[float | None] = mapped_column(Float)
     audio_end_seconds: Mapped[float | None] = mapped_column(Float)
+    # The class of the failure (errors.cause_of): timeout, worker_lost, unreadable, io, ... ; NULL while running
+    # and for successes. What ``transcriber_failures_total{cause}`` counts.
+    cause: Mapped[str | None] = mapped_column(String(32))
 
 
 class Segment(Base):
@@ -203,6 +206,39 @@ class Segment(Base):
     avg_logprob: Mapped[float | None] = mapped_column(Float)
     no_speech_prob: Mapped[float | None] = mapped_column(Float)
     words: Mapped[str | None] = mapped_column(Text)  # JSON [[start, end, word, probability], ...] when enabled
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after WEBHOOK_MAX_ATTEMPTS; ``transcriber webhooks retry`` sends it again
+
+
+class WebhookEvent(Base):
+    """The outbox: one event, written in the transaction of the state change that causes it.
+
+    ``body`` is the exact JSON that is POSTed (and signed), fixed when the event is written, so every
+    redelivery of one ``event_id`` carries the same bytes. Events outlive their recording.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", DeliveryStatus), name="status"),
+        Index("ix_webhook_events_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    recording_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ServiceRun(Base):

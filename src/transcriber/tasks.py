@@ -166,6 +166,7 @@ def cleanup_stuck() -> str:
         stuck_timeout=settings.stuck_timeout_seconds,
         policy=RetryPolicy.from_settings(settings),
         interval=settings.cleanup_interval_seconds,
+        notify=settings.webhooks_enabled,
     )
     return "skipped" if rescued is None else f"rescued {len(rescued)}"
 

@@ -280,6 +280,7 @@ def _complete(
             session, claim, now=now(), segments=segments, language=done.language,
             duration_seconds=progress.duration, language_probability=done.language_probability,
             coverage=measured, channels=progress.channels, speaker_stats=call.figures, speaker_review=call.review,
+            notify=settings.webhooks_enabled,
         )  # fmt: skip
 
     persist(ctx, f"recording {claim.recording_id}: completing", write)
@@ -294,7 +295,9 @@ def _fail(
         status = persist(
             ctx,
             f"recording {claim.recording_id}: recording the failure",
-            lambda session: lifecycle.fail_attempt(session, claim, error=error, now=now(), policy=policy),
+            lambda session: lifecycle.fail_attempt(
+                session, claim, error=error, now=now(), policy=policy, notify=ctx.settings.webhooks_enabled
+            ),
         )
     except LeaseLost as exc:
         return _abandon(ctx, claim, exc, now)

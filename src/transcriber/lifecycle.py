@@ -37,9 +37,9 @@ from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, te
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from transcriber import outbox
 from transcriber.callfacts import CallFacts
 from transcriber.coverage import Coverage
-from transcriber import outbox
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost, cause_of
 from transcriber.names import printable, real_path
 from transcriber.outbox import Event

@@ -36,3 +36,34 @@ def test_the_class_carries_the_retry_decision(error: TranscriberError, retryable
     assert isinstance(error, TranscriberError)
     assert isinstance(error, RetryableError) is retryable
     assert isinstance(error, PermanentError) is not retryable
+
+
+@pytest.mark.parametrize(
+    ("outcome", "message", "cause"),
+    [
+        ("timeout", "Timeout exceeded: TimeLimitExceeded(1800)", "timeout"),
+        ("failed", "Max retries exceeded (3): Timeout exceeded: TimeLimitExceeded(1800)", "timeout"),
+        ("lost", "Worker lost: no heartbeat for 400s", "worker_lost"),
+        ("failed", "Max retries exceeded (3): Worker lost: no heartbeat for 400s", "worker_lost"),
+        ("lost", "Interrupted: the worker shut down; the next attempt resumes where this one stopped", "interrupted"),
+        ("lost", "Lease lost: the recording was set to queued while this attempt ran", "lease_lost"),
+        ("failed", "Unreadable audio: Invalid data found when processing input", "unreadable"),
+        ("failed", "Empty file: /in/a.m4a has 0 bytes", "unreadable"),
+        ("failed", "Incomplete decode: got 1.0 of 60.0 min (the file is truncated)", "unreadable"),
+        ("failed", "File not found: /in/a.m4a (moved or deleted after it was queued)", "missing"),
+        ("failed", "I/O error reading /in/a.m4a: [Errno 5] Input/output error", "io"),
+        ("failed", "File in use: C:\\in\\a.m4a is locked by another program", "io"),
+        ("failed", "Database error: server closed the connection unexpectedly", "database"),
+        ("failed", "Permission denied: /in/a.m4a: give the worker's account read access", "refused"),
+        ("failed", "RuntimeError: something new", "other"),
+        ("lost", "something new", "worker_lost"),
+        ("failed", None, "other"),
+        ("succeeded", None, None),
+        ("running", None, None),
+    ],
+)
+def test_every_failure_has_a_class(outcome: str, message: str | None, cause: str | None) -> None:
+    from transcriber.errors import CAUSES, cause_of
+
+    assert cause_of(outcome, message) == cause
+    assert cause is None or cause in CAUSES

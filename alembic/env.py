@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection
 
@@ -21,12 +24,28 @@ def _url() -> str:
     return load_settings().database_url
 
 
+def _include_name(name: str | None, type_: str, parent_names: MutableMapping[Any, str | None]) -> bool:
+    """Leave the search index (0007_search.py) out of ``alembic check``: it is SQL the models do not describe.
+
+    Postgres: the generated ``segments.search_vector`` and its GIN index; SQLite: the FTS5 table
+    ``segments_fts`` and the shadow tables FTS5 makes for it (``segments_fts_data``, ``_idx``, ...).
+    """
+    if type_ == "table":
+        return not (name or "").startswith("segments_fts")
+    if type_ == "column" and parent_names.get("table_name") == "segments":
+        return name != "search_vector"
+    if type_ == "index":
+        return name != "ix_segments_search_vector"
+    return True
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

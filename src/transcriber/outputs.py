@@ -7,11 +7,12 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from transcriber import pii
 from transcriber.coverage import Coverage
 from transcriber.segments import Segment, spoken, transcript_text
 from transcriber.speakers import Figures
@@ -207,11 +208,40 @@ def _create_temp(folder: Path) -> tuple[int, Path]:
             continue
 
 
-def write_outputs(doc: TranscriptDoc, stem: Path, formats: Sequence[str]) -> list[Path]:
-    """Write each format next to ``stem``; returns the paths written."""
+def write_outputs(
+    doc: TranscriptDoc, stem: Path, formats: Sequence[str], *, redact: str = "off", region: str = ""
+) -> list[Path]:
+    """Write each format next to ``stem``; returns the paths written.
+
+    With ``redact`` (``REDACT``: ``numbers`` or ``all``) each format also gets a redacted copy beside it,
+    ``<stem>.redacted.<fmt>`` (``redacted_document``); the originals are the same either way.
+    """
     written = []
-    for fmt in formats:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        write_atomic(path, RENDERERS[fmt](doc))
-        written.append(path)
+    copies = [(doc, "")] if redact == "off" else [(doc, ""), (redacted_document(doc, redact, region), ".redacted")]
+    for shown, suffix in copies:
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}{suffix}.{fmt}")
+            write_atomic(path, RENDERERS[fmt](shown))
+            written.append(path)
     return written
+
+
+def redacted_document(doc: TranscriptDoc, level: str, region: str = "") -> TranscriptDoc:
+    """``doc`` as its redacted copy shows it (``pii``: ``numbers`` or ``all``); ``doc`` itself is unchanged.
+
+    The segments are masked (``pii.redact_segments``: times and speakers kept, words of a changed segment
+    dropped), and so is the text built from them. The call's number from the file name is masked in ``call``
+    and in ``source``; at ``all`` the contact named there too. ``region`` is ``PHONE_REGION``.
+    """
+    if level == "off":
+        return doc
+    source = pii.redact(doc.source, "numbers", region)
+    call = dict(doc.call) if doc.call else None
+    if call is not None:
+        if call.get("phone_number"):
+            source = source.replace(str(call["phone_number"]), pii.TOKENS[pii.PHONE])
+            call["phone_number"] = pii.TOKENS[pii.PHONE]
+        if level == "all" and call.get("contact"):
+            source = source.replace(str(call["contact"]), "[name]")
+            call["contact"] = "[name]"
+    return replace(doc, source=source, segments=pii.redact_segments(doc.segments, level, region), call=call)

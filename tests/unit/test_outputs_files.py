@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from transcriber.outputs import RENDERERS, TranscriptDoc, output_stem, write_atomic, write_outputs
+from transcriber.outputs import RENDERERS, TranscriptDoc, output_stem, redacted_document, write_atomic, write_outputs
 from transcriber.segments import Segment
 
 DOC = TranscriptDoc(
@@ -85,3 +86,49 @@ def test_write_atomic_writes_utf8_with_unix_newlines(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "a.txt"  # missing folders are created
     write_atomic(path, "señor\nline two\n")
     assert path.read_bytes() == "señor\nline two\n".encode()
+
+
+CALL = TranscriptDoc(
+    source="Call recording +18134353769_200301_171119.m4a",
+    segments=[
+        Segment(0.0, 2.0, " My card is four one one one, one one one one,", words=((0.0, 0.4, " My", 0.9),)),
+        Segment(2.0, 4.0, " one one one one, one one one one. Call 813-435-3769.", words=((2.0, 2.4, " one", 0.9),)),
+        Segment(4.0, 5.0, " Thanks, John.", words=((4.0, 4.4, " Thanks", 0.9),)),
+    ],
+    language="en",
+    duration=5.0,
+    model="tiny.en",
+    call={"phone_number": "+18134353769", "contact": "John Doe"},
+)
+
+
+def test_write_outputs_redacted_copies_beside_the_originals(tmp_path: Path) -> None:
+    stem = tmp_path / "Call recording +18134353769_200301_171119"
+    written = write_outputs(CALL, stem, ["txt", "json"], redact="numbers")
+    assert [p.name for p in written] == [f"{stem.name}.txt", f"{stem.name}.json", f"{stem.name}.redacted.txt",
+                                         f"{stem.name}.redacted.json"]  # fmt: skip
+    assert (tmp_path / f"{stem.name}.txt").read_text(encoding="utf-8") == RENDERERS["txt"](CALL)  # untouched
+    assert (tmp_path / f"{stem.name}.json").read_text(encoding="utf-8") == RENDERERS["json"](CALL)
+    assert (tmp_path / f"{stem.name}.redacted.txt").read_text(encoding="utf-8") == (
+        "My card is [card]\n[card]. Call [phone].\nThanks, John.\n"
+    )
+    body = (tmp_path / f"{stem.name}.redacted.json").read_text(encoding="utf-8")
+    for raw in ("one one", "4111", "8134353769", "435-3769"):
+        assert raw not in body  # not in segments, words, the text, the source or the call's facts
+    data = json.loads(body)
+    assert data["text"] == "My card is [card] [card]. Call [phone]. Thanks, John."
+    assert [s.get("words") for s in data["segments"]] == [None, None, [{"start": 4.0, "end": 4.4, "word": " Thanks",
+                                                                        "probability": 0.9}]]  # fmt: skip
+    assert data["call"] == {"phone_number": "[phone]", "contact": "John Doe"}  # the name only at "all"
+
+
+def test_redacted_document_at_all_masks_the_contact(tmp_path: Path) -> None:
+    doc = redacted_document(CALL, "all")
+    assert doc.call == {"phone_number": "[phone]", "contact": "[name]"}
+    assert "John Doe" not in doc.source and "8134353769" not in doc.source
+    assert redacted_document(CALL, "off") is CALL
+
+
+def test_write_outputs_without_redact_writes_only_the_originals(tmp_path: Path) -> None:
+    write_outputs(CALL, tmp_path / "a", ["txt"], redact="off")
+    assert os.listdir(tmp_path) == ["a.txt"]

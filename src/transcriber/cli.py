@@ -174,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("recording", help=one_ref)
     export.add_argument("--format", choices=["txt", "srt", "vtt", "json"], default="txt")
     export.add_argument("-o", "--output", help="file to write, or - for stdout (default: its place in OUTPUT_DIR)")
+    export.add_argument(
+        "--redacted", nargs="?", const="", choices=["", "numbers", "all"], metavar="LEVEL",
+        help="a redacted copy (NAME.redacted.FORMAT): card, phone, account and ID numbers, and with 'all' "
+             "e-mails too; LEVEL defaults to REDACT, or 'all' when REDACT=off",
+    )  # fmt: skip
     one = add("transcribe", _transcribe_file, "transcribe one file now: no queue, no database")
     one.add_argument("file", type=Path)
     one.add_argument("--format", action="append", choices=["txt", "srt", "vtt", "json"], help="repeatable")
@@ -471,13 +476,17 @@ def _skip(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> in
 
 
 def _export(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
-    from transcriber.outputs import RENDERERS, output_stem, write_atomic
+    from transcriber.outputs import RENDERERS, output_stem, redacted_document, write_atomic
     from transcriber.report import find_recording
     from transcriber.transcripts import load_document
 
     with _session(settings) as session:
         recording = find_recording(session, args.recording)
         doc = load_document(session, recording, model=settings.whisper_model)
+    suffix = ""
+    if args.redacted is not None:  # the database keeps the words as said; only this copy is masked
+        level = args.redacted or (settings.redact if settings.redact != "off" else "all")
+        doc, suffix = redacted_document(doc, level, settings.phone_region), ".redacted"
     text = RENDERERS[args.format](doc)
     if args.output == "-":
         sys.stdout.write(text)
@@ -486,7 +495,7 @@ def _export(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
         target = Path(args.output)
     else:
         stem = output_stem(Path(settings.output_dir), Path(settings.watch_dir), recording.file_path)
-        target = stem.with_name(f"{stem.name}.{args.format}")
+        target = stem.with_name(f"{stem.name}{suffix}.{args.format}")
     write_atomic(target, text)
     print(target)
     return 0

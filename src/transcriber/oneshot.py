@@ -100,7 +100,7 @@ def transcribe_file(
     measured = measure(speech, segments) if speech is not None else None
     doc = TranscriptDoc(path.name, segments, language, duration, settings.whisper_model, measured, call.figures)
     stem = (output_dir or path.parent) / path.stem
-    files = write_outputs(doc, stem, formats)
+    files = write_outputs(doc, stem, formats, redact=settings.redact, region=settings.phone_region)
     gaps = measured.review_gaps() if measured else []
     return OneShotResult(doc.text, language, duration, files, measured, describe(gaps) if gaps else None,
                          call.figures, call.review)  # fmt: skip

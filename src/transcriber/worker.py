@@ -275,7 +275,7 @@ def _complete(
             doc = document(recording, segments, model=settings.whisper_model, language=done.language,
                            duration=progress.duration, coverage=measured, speakers=call.figures)  # fmt: skip
             write_outputs(doc, output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path),
-                          settings.formats)  # fmt: skip
+                          settings.formats, redact=settings.redact, region=settings.phone_region)  # fmt: skip
         lifecycle.complete_recording(
             session, claim, now=now(), segments=segments, language=done.language,
             duration_seconds=progress.duration, language_probability=done.language_probability,

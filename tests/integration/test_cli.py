@@ -204,3 +204,19 @@ def test_needs_review_lists_transcripts_to_distrust(env: dict[str, str]) -> None
     assert row["file_name"] == "completed call.m4a"
     detail = cli(env, "status", row["id"]).stdout
     assert "review" in detail and "low confidence" in detail
+
+
+def test_export_redacted_masks_the_copy_and_keeps_the_words_in_the_db(env: dict[str, str], tmp_path: Path) -> None:
+    ref = _completed_id(env)
+    said = "My card is four five three two zero one five one one two eight three zero three six six, thanks."
+    engine = make_engine(env["DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE segments SET text = :t"), {"t": said})
+    written = Path(cli(env, "export", ref, "--format", "txt", "--redacted").stdout.strip())
+    assert written == tmp_path / "out" / "completed call.redacted.txt"  # beside the original's place
+    assert written.read_text() == "My card is [card], thanks.\n"
+    assert cli(env, "export", ref, "--redacted", "numbers", "-o", "-").stdout == "My card is [card], thanks.\n"
+    assert cli(env, "export", ref, "-o", "-").stdout == f"{said}\n"  # without --redacted: as said
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT text FROM segments")).scalar_one() == said
+    engine.dispose()

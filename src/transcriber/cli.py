@@ -163,6 +163,22 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--contact", metavar="TEXT", help="calls whose contact contains this (any case)")
         sub.add_argument("--called-since", metavar="WHEN", help="calls that began at or after this (UTC)")
         sub.add_argument("--called-until", metavar="WHEN", help="calls that began before; a bare date includes it")
+    found = add(
+        "search",
+        _search,
+        "recordings whose words match, with where each hit was said, who said it, and the text",
+        epilog='Words are ANDed and match the start of a word (refund finds refunds); "full refund" is a phrase; '
+        "refund OR credit; -cancel leaves out. The same on Postgres and SQLite.",
+    )
+    found.add_argument("query", nargs="+", help='what was said: words, "a phrase", OR, -word')
+    found.add_argument("--phone", metavar="NUMBER", help="calls with this number (its last digits match too)")
+    found.add_argument("--contact", metavar="TEXT", help="calls whose contact contains this (any case)")
+    found.add_argument("--since", metavar="WHEN", help="calls that began at or after (registered, where unknown)")
+    found.add_argument("--until", metavar="WHEN", help="calls that began before; a bare date includes that day")
+    found.add_argument("--status", action="append", metavar="STATUS", help="only recordings of these statuses")
+    found.add_argument("--speaker", metavar="LABEL", help="only what this speaker said (any case), e.g. customer")
+    found.add_argument("--limit", type=int, default=20, help="at most this many recordings (default 20)")
+    found.add_argument("--hits", type=int, default=5, help="hits shown per recording (default 5)")
     attempts = add("attempts", _attempts, "every run of one recording, with outcome and error")
     attempts.add_argument("recording", help=one_ref)
     reset = add("reset", _reset, "queue recordings again (error cleared, retry_count 0), like the SQL reset")
@@ -183,7 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument("file", type=Path)
     one.add_argument("--format", action="append", choices=["txt", "srt", "vtt", "json"], help="repeatable")
     one.add_argument("--output-dir", type=Path, help="where to write the files (default: beside the audio)")
-    for sub in (status, listing, failed, attempts, reset, skip, one):
+    for sub in (status, listing, failed, found, attempts, reset, skip, one):
         sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -386,14 +402,20 @@ def _status(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
     return 0
 
 
-def _list(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
-    from transcriber import report
-
+def _statuses(args: argparse.Namespace) -> list[str]:
+    """``--status`` as given (repeatable, comma-separated), each checked against the known statuses."""
     statuses = [part.strip().lower() for given in args.status or [] for part in given.split(",") if part.strip()]
     known = [s.value for s in RecordingStatus]
     unknown = [s for s in statuses if s not in known]
     if unknown:
         raise TranscriberError(f"--status {unknown[0]!r}: expected one of {', '.join(known)}")
+    return statuses
+
+
+def _list(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber import report
+
+    statuses = _statuses(args)
     since = report.parse_when(args.since, option="--since") if args.since else None
     until = report.parse_when(args.until, option="--until", end_of_day=True) if args.until else None
     call = _call_filter(settings, args)
@@ -412,6 +434,25 @@ def _failed(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
     with _session(settings) as session:
         rows = report.failed_list(session, limit=args.limit, call=call)
     _print_json(rows) if args.json else print(report.format_failed(rows))
+    return 0
+
+
+def _search(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber import report, search
+
+    query = " ".join(args.query)
+    since = report.parse_when(args.since, option="--since") if args.since else None
+    until = report.parse_when(args.until, option="--until", end_of_day=True) if args.until else None
+    call = report.CallFilter(phone=args.phone, contact=args.contact) if args.phone or args.contact else None
+    with _session(settings) as session:
+        result = search.search(
+            session, query, call=call, since=since, until=until, statuses=_statuses(args), speaker=args.speaker,
+            limit=args.limit, hits_per_recording=args.hits,
+        )  # fmt: skip
+    if args.json:
+        _print_json(search.to_json(result))
+    else:
+        print(search.render(result, bold=sys.stdout.isatty()))
     return 0
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 from celery import Celery
-from celery.signals import import_modules
+from celery.signals import beat_init, import_modules
 from kombu import Queue
 
 from transcriber.errors import ConfigError
@@ -116,6 +116,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 app.add_defaults(lambda: celery_config(current_settings()))
+
+
+@beat_init.connect
+def _start_webhook_delivery(**_: Any) -> None:
+    """Beat, the one process per deployment, delivers the webhook outbox in a thread beside rescue and dispatch.
+
+    Workers never POST: a slow or dead receiver holds up this thread only (each POST within
+    WEBHOOK_TIMEOUT_SECONDS), never a transcription, nor beat's own schedule.
+    """
+    settings = current_settings()
+    if not settings.webhooks_enabled:
+        return
+    from transcriber.tasks import maintenance_sessions  # beat's engine, created in this process
+    from transcriber.webhooks import start_delivery_thread
+
+    start_delivery_thread(maintenance_sessions(), settings)
 
 
 # ---------------------------------------------------------------- Flower

@@ -13,6 +13,7 @@
         transcriber-beat     unless -NoBeat      (exactly ONE beat in the whole deployment)
         transcriber-watch    unless -NoWatcher
         transcriber-flower   with -WithFlower
+        transcriber-metrics  with -WithMetrics   (Prometheus exporter; one per deployment is enough)
 
     Safe to re-run (that is how you upgrade): it stops the services, upgrades the package,
     rewrites the service configuration and keeps .env. The options of the last run are kept in
@@ -26,6 +27,10 @@
 .EXAMPLE
     .\install.ps1 -NoBeat -NoWatcher -WorkerPool threads -WorkerConcurrency 2
     An additional worker machine.
+
+.EXAMPLE
+    .\install.ps1 -WithMetrics
+    Also serve Prometheus metrics (METRICS_ADDRESS:METRICS_PORT in .env, 127.0.0.1:9808 by default).
 
 .EXAMPLE
     .\install.ps1 -WinSWPath 'D:\offline\WinSW-x64.exe' -Wheelhouse 'D:\offline\wheels'
@@ -50,6 +55,8 @@ param(
     [switch]$WithFlower,
     [ValidateRange(1, 65535)]
     [int]$FlowerPort = 5555,
+    # `transcriber metrics`: every figure comes from the database, so one machine of the deployment runs it.
+    [switch]$WithMetrics,
     # A local copy of WinSW-x64.exe v2.12.0 (offline servers); default: download it.
     [string]$WinSWPath = '',
     # A folder of wheels to install from instead of PyPI (offline servers).
@@ -173,6 +180,14 @@ function Get-WinSW([string]$LocalCopy, [string]$Destination) {
     }
 }
 
+function Get-EnvSetting([string]$Name, [string]$Default) {
+    # The last NAME=value line of .env (as the settings read it), without quotes; the default when absent or empty.
+    $found = @(Select-String -LiteralPath $envFile -Pattern "^\s*$Name\s*=\s*(.*?)\s*$" | Select-Object -Last 1)
+    if ($found.Count -eq 0) { return $Default }
+    $value = ($found[0].Matches[0].Groups[1].Value -replace '\s+#.*$', '').Trim('"', "'")
+    if ($value) { return $value } else { return $Default }
+}
+
 function ConvertTo-XmlText([string]$Text) {
     return [System.Security.SecurityElement]::Escape($Text)
 }
@@ -273,6 +288,7 @@ $opt = @{
     NoWatcher         = [bool]$NoWatcher
     WithFlower        = [bool]$WithFlower
     FlowerPort        = $FlowerPort
+    WithMetrics       = [bool]$WithMetrics
     Wheelhouse        = $(if ($Wheelhouse) { Get-FullPath $Wheelhouse } else { '' })
 }
 if (Test-Path -LiteralPath $optionsFile) {
@@ -295,7 +311,7 @@ Write-Host "transcriber install: $InstallDir from $Source"
 # ------------------------------------------------------------------ stop what runs
 
 Write-Step 'Services'
-$registered = @(@('worker', 'beat', 'watch', 'flower') | Where-Object { Get-Service -Name "transcriber-$_" -ErrorAction SilentlyContinue })
+$registered = @(@('worker', 'beat', 'watch', 'flower', 'metrics') | Where-Object { Get-Service -Name "transcriber-$_" -ErrorAction SilentlyContinue })
 foreach ($role in $registered) {
     $service = Get-Service -Name "transcriber-$role"
     if ($service.Status -ne 'Stopped') {
@@ -353,6 +369,9 @@ else {
     Write-Host "    wrote $envFile from .env.example (readable by Administrators and SYSTEM only)"
 }
 $flowerAuthSet = [bool](Select-String -LiteralPath $envFile -Pattern '^\s*FLOWER_BASIC_AUTH\s*=\s*\S' -Quiet)
+# Where `transcriber metrics` listens: read by the service from .env, shown here in its description.
+$metricsAddress = Get-EnvSetting -Name 'METRICS_ADDRESS' -Default '127.0.0.1'
+$metricsPort = Get-EnvSetting -Name 'METRICS_PORT' -Default '9808'
 
 Write-Step 'Database schema (transcriber db upgrade)'
 $savedEnvFile = $env:TRANSCRIBER_ENV_FILE
@@ -392,7 +411,9 @@ $plan = @(
     @{ Role = 'watch'; Wanted = -not $opt.NoWatcher; Arguments = @('watch')
         Description = 'transcriber: registers recordings dropped into WATCH_DIR.' },
     @{ Role = 'flower'; Wanted = $opt.WithFlower; Arguments = @('flower', "--port=$($opt.FlowerPort)")
-        Description = "transcriber: Flower monitoring on 127.0.0.1:$($opt.FlowerPort)." }
+        Description = "transcriber: Flower monitoring on 127.0.0.1:$($opt.FlowerPort)." },
+    @{ Role = 'metrics'; Wanted = $opt.WithMetrics; Arguments = @('metrics')
+        Description = "transcriber: Prometheus metrics on ${metricsAddress}:$metricsPort (METRICS_ADDRESS, METRICS_PORT in .env)." }
 )
 foreach ($service in $plan) {
     if ($service.Wanted) {
@@ -427,4 +448,11 @@ else {
 }
 Write-Host "  3. Start the services:  & '$restart'"
 if ($opt.WithFlower) { Write-Host "  4. Flower: http://127.0.0.1:$($opt.FlowerPort) on this server (user and password from FLOWER_BASIC_AUTH)" }
+if ($opt.WithMetrics) {
+    Write-Host "  Metrics: http://${metricsAddress}:$metricsPort/metrics (Prometheus config, alert rules and a Grafana dashboard: $(Join-Path $Source 'deploy'))"
+    if ($metricsAddress -eq '127.0.0.1' -or $metricsAddress -eq 'localhost') {
+        Write-Host '     A Prometheus on another machine: set METRICS_ADDRESS=0.0.0.0 in .env, restart transcriber-metrics and allow'
+        Write-Host "     only that machine in: New-NetFirewallRule -DisplayName 'transcriber metrics' -Direction Inbound -Protocol TCP -LocalPort $metricsPort -RemoteAddress <prometheus-ip> -Action Allow"
+    }
+}
 Write-Host "Logs: $logsDir\<service>.err.log    Guide: $(Join-Path $Source 'docs\windows.md')"

@@ -6,7 +6,7 @@
 
 .DESCRIPTION
     Settings are read once, when a service starts: after editing .env, restart the services
-    it concerns (TASK_TIMEOUT_SECONDS -> worker; when unsure, all). A worker that is
+    it concerns (TASK_TIMEOUT_SECONDS -> worker, METRICS_PORT -> metrics; when unsure, all). A worker that is
     transcribing hands its recording back to the queue with its progress kept (up to 90 s),
     then starts again. Each service must report Running and keep the same process for
     -SettleSeconds; otherwise the end of its log is shown and the exit code is 1.
@@ -18,7 +18,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('worker', 'beat', 'watch', 'flower', 'all')]
+    [ValidateSet('worker', 'beat', 'watch', 'flower', 'metrics', 'all')]
     [string]$Service = 'all',
     # How long each must stay up after starting (a bad setting makes a service exit within seconds).
     [ValidateRange(0, 600)]
@@ -32,7 +32,7 @@ function Get-ServiceInfo([string]$Name) {
     return Get-CimInstance -ClassName Win32_Service -Filter "Name='$Name'"
 }
 
-$roles = if ($Service -eq 'all') { @('worker', 'beat', 'watch', 'flower') } else { @($Service) }
+$roles = if ($Service -eq 'all') { @('worker', 'beat', 'watch', 'flower', 'metrics') } else { @($Service) }
 $names = @(foreach ($role in $roles) {
         $name = "transcriber-$role"
         if (Get-Service -Name $name -ErrorAction SilentlyContinue) { $name }

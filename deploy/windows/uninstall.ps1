@@ -21,7 +21,7 @@
 [CmdletBinding(SupportsShouldProcess = $true)]
 param(
     [string]$InstallDir = 'C:\app',
-    [ValidateSet('worker', 'beat', 'watch', 'flower', 'all')]
+    [ValidateSet('worker', 'beat', 'watch', 'flower', 'metrics', 'all')]
     [string[]]$Service = @('all'),
     # Also delete .env, data (the embedded database and broker), logs and models. Asks first unless -Force.
     [switch]$RemoveData,
@@ -35,7 +35,7 @@ $InstallDir = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromP
 $servicesDir = Join-Path $InstallDir 'services'
 $everything = $Service -contains 'all'
 if ($RemoveData -and -not $everything) { throw '-RemoveData removes the whole installation: use it with -Service all (the default).' }
-$roles = if ($everything) { @('flower', 'watch', 'beat', 'worker') } else { $Service }
+$roles = if ($everything) { @('metrics', 'flower', 'watch', 'beat', 'worker') } else { $Service }
 
 foreach ($role in $roles) {
     $id = "transcriber-$role"

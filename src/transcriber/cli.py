@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     doctor = add("doctor", _doctor, "pre-flight check: settings, database, broker, model, folders, beat, time limit")
     doctor.add_argument("--no-model", action="store_true", help="skip loading the model")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    add("metrics", _metrics, "Prometheus metrics on METRICS_ADDRESS:METRICS_PORT (127.0.0.1:9808), from the database",
+        epilog="Scrape http://HOST:PORT/metrics. Alert rules and a Grafana dashboard: deploy/prometheus, "
+        "deploy/grafana.")  # fmt: skip
     watch = add("watch", _watch, "register files dropped into WATCH_DIR as queued recordings")
     watch.add_argument("--once", action="store_true", help="scan once and exit")
 
@@ -179,6 +183,19 @@ def _parser() -> argparse.ArgumentParser:
     found.add_argument("--speaker", metavar="LABEL", help="only what this speaker said (any case), e.g. customer")
     found.add_argument("--limit", type=int, default=20, help="at most this many recordings (default 20)")
     found.add_argument("--hits", type=int, default=5, help="hits shown per recording (default 5)")
+    hooks = add(
+        "webhooks",
+        _webhooks,
+        "webhook deliveries: pending, failed and the last error; 'retry' sends again; 'deliver' runs a deliverer",
+        epilog="Beat delivers the outbox when WEBHOOK_URL is set; 'deliver' is the same loop in the foreground "
+        "(a deliverer of its own, e.g. as a service; several may run). --once: one round, then exit.",
+    )
+    hooks.add_argument("action", nargs="?", choices=["retry", "deliver"], help="retry: send again; deliver: run")
+    hooks.add_argument("events", nargs="*", help="retry: event ids (or their first characters)")
+    hooks.add_argument("--failed", action="store_true", help="retry: every failed event")
+    hooks.add_argument("--once", action="store_true", help="deliver: one round of due events, then exit")
+    hooks.add_argument("--status", choices=["pending", "delivered", "failed"], help="list only these")
+    hooks.add_argument("--limit", type=int, default=50, help="at most this many events listed (default 50)")
     attempts = add("attempts", _attempts, "every run of one recording, with outcome and error")
     attempts.add_argument("recording", help=one_ref)
     reset = add("reset", _reset, "queue recordings again (error cleared, retry_count 0), like the SQL reset")
@@ -199,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument("file", type=Path)
     one.add_argument("--format", action="append", choices=["txt", "srt", "vtt", "json"], help="repeatable")
     one.add_argument("--output-dir", type=Path, help="where to write the files (default: beside the audio)")
-    for sub in (status, listing, failed, found, attempts, reset, skip, one):
+    for sub in (status, listing, failed, found, hooks, attempts, reset, skip, one):
         sub.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -317,6 +334,17 @@ def _doctor(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
+def _metrics(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> int:
+    """The Prometheus exporter: every figure read from the database at each scrape (one covers all workers)."""
+    from transcriber import metrics
+    from transcriber.ingest import stop_on_signals
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    metrics.serve(settings, stop)
+    return 0
+
+
 def _make_ingester(settings: Settings, stop: Any = None) -> Any:
     """The watcher; with ``stop`` it first waits for the database (a service that starts before it)."""
     from transcriber import callfacts
@@ -339,8 +367,6 @@ def _make_ingester(settings: Settings, stop: Any = None) -> Any:
 
 
 def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
-    import threading
-
     from transcriber.ingest import run_watch_loop, stop_on_signals
 
     if args.once:
@@ -356,8 +382,6 @@ def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> i
 
 
 def _run(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> int:
-    import threading
-
     from transcriber.ingest import run_watch_loop, stop_on_signals
     from transcriber.migrate import upgrade_to_head
     from transcriber.model_store import ensure_available, ensure_device
@@ -454,6 +478,53 @@ def _search(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
     else:
         print(search.render(result, bold=sys.stdout.isatty()))
     return 0
+
+
+def _webhooks(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    """The outbox for operators: what is pending or failed and why; send again; deliver in the foreground."""
+    from transcriber import webhooks
+    from transcriber.db import make_engine, make_session_factory, transaction
+    from transcriber.tables import utcnow
+
+    if args.action != "retry" and (args.events or args.failed):
+        raise TranscriberError("event ids and --failed go with 'transcriber webhooks retry'")
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    try:
+        if args.action == "retry":
+            if not args.events and not args.failed:
+                raise TranscriberError("say which: event ids (or their first characters), or --failed for all failed")
+            with transaction(sessions) as session:
+                sent = webhooks.retry_events(session, now=utcnow(), event_ids=args.events)
+            _print_json(sent) if args.json else print(f"{len(sent)} event(s) queued for delivery again")
+            if not settings.webhooks_enabled:
+                print("note: WEBHOOK_URL is not set here; beat delivers them where it is", file=sys.stderr)
+            return 0
+        if args.action == "deliver":
+            if not settings.webhooks_enabled:
+                raise ConfigError("WEBHOOK_URL is not set: there is nowhere to deliver to")
+            if args.once:
+                counts = webhooks.deliver_due(sessions, settings)
+                print(f"delivered {counts.delivered}, retrying {counts.retrying}, failed {counts.failed}")
+                return 0
+            from transcriber.ingest import stop_on_signals
+
+            stop = threading.Event()
+            stop_on_signals(stop)
+            webhooks.run_delivery_loop(sessions, settings, stop)
+            return 0
+        with sessions() as session:
+            data = webhooks.summary(session, now=utcnow())
+            rows = webhooks.list_events(session, status=args.status, limit=args.limit)
+        if args.json:
+            _print_json({"summary": data, "events": rows})
+        else:
+            print(webhooks.format_summary(data))
+            print()
+            print(webhooks.format_events(rows))
+        return 0
+    finally:
+        engine.dispose()
 
 
 def _call_filter(settings: Settings, args: argparse.Namespace) -> CallFilter | None:

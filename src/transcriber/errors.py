@@ -60,6 +60,7 @@ FAILURE_CAUSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("worker_lost", ("Worker lost", "model process")),
     ("interrupted", ("Worker stopping", "worker stopping", "Interrupted")),
     ("lease_lost", ("Lease lost",)),
+    ("operator", ("Reset by an operator", "Skipped by an operator", "Superseded")),
     ("missing", ("File not found",)),
     ("unreadable", ("Unreadable audio", "Empty file", "Incomplete decode", "Not audio", "not audio")),
     ("changed", ("File changed",)),

@@ -411,13 +411,15 @@ def _close_orphans(session: Session, recording_id: uuid.UUID, *, now: datetime, 
     SQL while its worker ran; that worker stops at its next heartbeat. Closing them here
     keeps two attempts of one recording from ever overlapping in ``attempts``.
     """
+    reason = f"Superseded: the recording was queued again while this attempt ran; attempt {by} took it"
     session.execute(
         update(Attempt)
         .where(Attempt.recording_id == recording_id, Attempt.outcome == AttemptOutcome.RUNNING.value)
         .values(
             outcome=AttemptOutcome.LOST.value,
             finished_at=now,
-            error_message=f"Superseded: the recording was queued again while this attempt ran; attempt {by} took it",
+            error_message=reason,
+            cause=cause_of(AttemptOutcome.LOST.value, reason),
         )
         .execution_options(synchronize_session=False)
     )

@@ -220,6 +220,27 @@ def check_beat(settings: Settings, sessions: sessionmaker[Session], now: datetim
     return Check("beat", OK, f"last cleanup {age.total_seconds():.0f}s ago")
 
 
+def check_webhooks(settings: Settings, sessions: sessionmaker[Session], now: datetime) -> Check:
+    """Off, or where events go (the origin only: the URL may carry a token) and what is stuck in the outbox."""
+    from transcriber.webhooks import origin_of, summary
+
+    if not settings.webhooks_enabled:
+        return Check("webhooks", OK, "WEBHOOK_URL not set: no events are written")
+    where = origin_of(settings.webhook_url.get_secret_value())
+    with sessions() as session:
+        data = summary(session, now=now)
+    if data["failed"]:
+        last = data["last_error"]
+        why = f"; last error: {last['error']}" if last else ""
+        return Check("webhooks", WARN, f"{data['failed']} event(s) to {where} gave up{why}: fix the receiver, then "
+                                       "'transcriber webhooks retry --failed'")  # fmt: skip
+    age = data["oldest_pending_age_seconds"]
+    if data["pending"] and age is not None and age > 300:
+        return Check("webhooks", WARN, f"{data['pending']} event(s) to {where} pending, the oldest {age:.0f}s: "
+                                       "is beat running, and the receiver up? ('transcriber webhooks')")  # fmt: skip
+    return Check("webhooks", OK, f"to {where}: {data['delivered']} delivered, {data['pending']} pending")
+
+
 def explain_failure(exc: Exception) -> str:
     """Why a check could not run, in one line with no password: what to do when we know it."""
     if isinstance(exc, TranscriberError):
@@ -253,6 +274,7 @@ def run_checks(settings: Settings, *, now: datetime, include_model: bool = True)
         ("folders", lambda: check_folders(settings)),
         ("beat", lambda: check_beat(settings, sessions, now)),
         ("time limit", lambda: check_time_limit(settings, sessions)),
+        ("webhooks", lambda: check_webhooks(settings, sessions, now)),
     ]
     if not settings.embedded_broker:
         checks.append(

@@ -153,3 +153,27 @@ def test_doctor_fails_the_model_check_for_cuda_without_a_gpu(pg_url: str, tmp_pa
     _, checks = doctor(env)
     assert checks["model"]["status"] == "fail"
     assert checks["model"]["detail"].startswith("WHISPER_DEVICE=cuda but CTranslate2 sees no CUDA GPU")
+
+
+def test_doctor_tells_where_webhooks_go_and_what_gave_up_without_the_token(pg_url: str, tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": pg_url, "WATCH_DIR": str(tmp_path),
+        "OUTPUT_DIR": str(tmp_path / "out"),
+    }  # fmt: skip
+    off = doctor(env, "--no-model")[1]["webhooks"]
+    assert (off["status"], off["detail"]) == ("ok", "WEBHOOK_URL not set: no events are written")
+    env |= {"WEBHOOK_URL": "https://hooks.example.com/T0/B1?token=t0ps3cret", "WEBHOOK_SECRET": "k"}
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO webhook_events (event_id, event, body, created_at, status, attempts, last_error) VALUES "
+                "('0f1e2d3c-0000-4000-8000-000000000000', 'recording.failed', '{}', now(), 'failed', 15, "
+                "'HTTP 401: bad signature')"
+            )
+        )
+    engine.dispose()
+    check = doctor(env, "--no-model")[1]["webhooks"]
+    assert check["status"] == "warn"
+    assert "1 event(s) to https://hooks.example.com gave up; last error: HTTP 401: bad signature" in check["detail"]
+    assert "transcriber webhooks retry --failed" in check["detail"] and "t0ps3cret" not in check["detail"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, column, func, literal_column, select, table
+from sqlalchemy import ColumnClause, Select, bindparam, column, func, literal_column, select, table
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
@@ -211,14 +211,14 @@ def search(
         raise TranscriberError("--until is not after --since: no call can match")
     backend = _Backend(session, parsed, speaker)
     when = func.coalesce(Recording.call_started_at, Recording.created_at)
-    wanted = select(Recording.id).where(backend.recording_has_match(), *(call.conditions() if call else ()))
+    candidates = select(Recording.id).where(*(call.conditions() if call else ()))
     if statuses:
-        wanted = wanted.where(Recording.status.in_(list(statuses)))
+        candidates = candidates.where(Recording.status.in_(list(statuses)))
     if since is not None:
-        wanted = wanted.where(when >= since)
+        candidates = candidates.where(when >= since)
     if until is not None:
-        wanted = wanted.where(when < until)
-    ids = list(session.scalars(wanted.order_by(when.desc(), Recording.id).limit(limit + 1)))
+        candidates = candidates.where(when < until)
+    ids = backend.matching_recordings(session, candidates.order_by(when.desc(), Recording.id), limit + 1)
     more, ids = len(ids) > limit, ids[:limit]
     if not ids:
         return SearchResult(query, (), False)
@@ -248,6 +248,11 @@ def search(
 
 
 _FTS = table("segments_fts", column("rowid"))
+_VECTOR: ColumnClause[Any] = literal_column("segments.search_vector")
+# Postgres: above this many matching segments (the planner's estimate) a query walks the newest recordings
+# instead of reading every match from the GIN index; a walk gives up after WALK_LIMIT recordings.
+WALK_ABOVE = 5_000
+WALK_LIMIT = 400
 
 
 class _Backend:
@@ -258,8 +263,13 @@ class _Backend:
         self.query = query
         self.speaker = speaker.strip().lower() if speaker and speaker.strip() else None
 
-    def _matching(self, *columns: Any) -> Select[Any]:
-        """Segments that match (and are the speaker's), with ``columns``."""
+    def _matching(self, *columns: Any, indexed: bool = True, by_speaker: bool = True) -> Select[Any]:
+        """Segments that match (and are the speaker's), with ``columns``.
+
+        ``indexed=False`` (Postgres): the match as ``ts_match_vq``, which the planner cannot answer from the GIN
+        index, for rows already narrowed to a few recordings by the primary key. Left to itself the planner ANDs
+        the two indexes, and reads a common word's whole posting list once per recording.
+        """
         if self.sqlite:
             rows = (
                 select(*columns)
@@ -268,18 +278,48 @@ class _Backend:
                 .where(literal_column("segments_fts").op("MATCH")(bindparam("fts_query", self.query.fts5())))
             )
         else:
-            q = bindparam("ts_query", self.query.tsquery(), type_=TSQUERY)
-            rows = select(*columns).where(literal_column("segments.search_vector").op("@@")(q))
-        if self.speaker is not None:
+            q, vector = bindparam("ts_query", self.query.tsquery(), type_=TSQUERY), _VECTOR
+            rows = select(*columns).select_from(SegmentRow)
+            rows = rows.where(vector.op("@@")(q) if indexed else func.ts_match_vq(vector, q))
+        if self.speaker is not None and by_speaker:
             rows = rows.where(func.lower(SegmentRow.speaker) == self.speaker)
         return rows
 
-    def recording_has_match(self) -> ColumnElement[bool]:
-        """Postgres: ``EXISTS``, so the planner may walk the newest recordings and probe each one's segments (a
-        common word) or start from the GIN index (a rare one). SQLite: ``IN`` over the FTS5 matches."""
-        if self.sqlite:
-            return Recording.id.in_(self._matching(SegmentRow.recording_id))
-        return self._matching(literal_column("1")).where(SegmentRow.recording_id == Recording.id).exists()
+    def matching_recordings(self, session: Session, candidates: Select[Any], count: int) -> list[uuid.UUID]:
+        """The first ``count`` of ``candidates`` (recording ids, in order) that have a matching segment.
+
+        SQLite: from the FTS5 matches. Postgres chooses by the planner's estimate of the matching segments: a
+        rare query reads them all from the GIN index (cost: one heap row each); a common one walks the
+        candidates in order, probing each one's segments by primary key (cost: its few hundred rows), and stops
+        when it has ``count`` (a word in most calls needs a few dozen recordings). A walk that finds too few in
+        ``WALK_LIMIT`` recordings (a word common in a few calls only) ends with the GIN index after all.
+        """
+        if self.sqlite or self._estimated_segments(session) < WALK_ABOVE:
+            has_match = Recording.id.in_(self._matching(SegmentRow.recording_id))
+            return list(session.scalars(candidates.where(has_match).limit(count)))
+        walk = list(session.scalars(candidates.limit(WALK_LIMIT + 1)))
+        found: list[uuid.UUID] = []
+        done, step = 0, 2 * count
+        while done < min(len(walk), WALK_LIMIT) and len(found) < count:
+            batch = walk[done : done + step]
+            probe = self._matching(SegmentRow.recording_id, indexed=False)
+            matched = set(session.scalars(probe.where(SegmentRow.recording_id.in_(batch)).distinct()))
+            found += [i for i in batch if i in matched]
+            done, step = done + len(batch), step * 2
+        if len(found) >= count or len(walk) <= WALK_LIMIT:
+            return found[:count]
+        has_match = Recording.id.in_(self._matching(SegmentRow.recording_id))
+        return list(session.scalars(candidates.where(has_match).limit(count)))
+
+    def _estimated_segments(self, session: Session) -> float:
+        """The planner's estimate of the matching segments (from the tsvector statistics ANALYZE keeps).
+
+        Without ``--speaker``: the planner takes ``lower(speaker) = ...`` for 0.5% of rows, where a speaker has
+        about half of a call's segments.
+        """
+        compiled = self._matching(literal_column("1"), by_speaker=False).compile(dialect=session.get_bind().dialect)
+        plan = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+        return float(plan.scalar_one()[0]["Plan"]["Plan Rows"])
 
     def first_hits(self, ids: Sequence[uuid.UUID], per_recording: int) -> Select[Any]:
         """The matching segments of ``ids``: numbered in time order per recording, with their count."""
@@ -287,7 +327,7 @@ class _Backend:
         numbered = self._matching(
             SegmentRow.recording_id, SegmentRow.idx, SegmentRow.start, SegmentRow.end, SegmentRow.speaker,
             SegmentRow.text, func.row_number().over(partition_by=part, order_by=in_time).label("n"),
-            func.count().over(partition_by=part).label("total"),
+            func.count().over(partition_by=part).label("total"), indexed=False,
         ).where(SegmentRow.recording_id.in_(list(ids))).subquery()  # fmt: skip
         # n <= max(1, ...): one row per recording at least, which carries the count when no hit is shown
         return (

@@ -116,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add("run", _run, "watcher, worker and beat together on this machine (Ctrl-C stops them)")
     db = add("db", _db_upgrade, "database schema")
-    db.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the newest schema")
+    db.add_argument("action", choices=["upgrade", "reindex"],
+                    help="upgrade: migrate to the newest schema; reindex: rebuild the search index (SQLite: after "
+                         "a VACUUM)")  # fmt: skip
     for name, func, text in (
         ("worker", _worker, "run a Celery worker (extra arguments go to Celery, e.g. --pool=solo; --help: Celery's)"),
         ("beat", _beat, "run Celery beat: stuck rescue and dispatch (run exactly one; schedule file in DATA_DIR)"),
@@ -250,9 +252,20 @@ def _print_json(data: Any) -> None:
 # ---------------------------------------------------------------- services
 
 
-def _db_upgrade(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> int:
+def _db_upgrade(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
     from transcriber.migrate import upgrade_to_head
 
+    if args.action == "reindex":
+        from transcriber.db import make_engine, make_session_factory, transaction
+        from transcriber.search import reindex
+
+        engine = make_engine(settings.database_url)
+        try:
+            with transaction(make_session_factory(engine)) as session:
+                print(reindex(session))
+        finally:
+            engine.dispose()
+        return 0
     print(f"database is at revision {upgrade_to_head(settings.database_url)}")
     return 0
 

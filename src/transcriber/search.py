@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnClause, Select, bindparam, column, func, literal_column, select, table
+from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.orm import Session
 
@@ -245,6 +246,20 @@ def search(
         for i in ids
     )
     return SearchResult(query, found, more)
+
+
+def reindex(session: Session) -> str:
+    """Build the search index again from the segments; returns what was done (``transcriber db reindex``).
+
+    Needed on SQLite after a ``VACUUM``, which may renumber the rowids ``segments_fts`` points at (segments has
+    no INTEGER PRIMARY KEY); harmless anywhere. On Postgres the generated column is always right: its GIN
+    index is rebuilt.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sql("INSERT INTO segments_fts(segments_fts) VALUES ('rebuild')"))
+        return "rebuilt segments_fts from the segments"
+    session.execute(sql("REINDEX INDEX ix_segments_search_vector"))
+    return "rebuilt ix_segments_search_vector"
 
 
 _FTS = table("segments_fts", column("rowid"))

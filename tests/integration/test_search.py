@@ -425,3 +425,30 @@ def test_render_names_the_file_the_time_the_speaker_and_the_rest(sessions: sessi
     ]
     assert "and 1 more (of 2 matching segments)" in said
     assert none == "no transcripts match 'xyzzy'"
+
+
+def test_a_lost_index_is_built_again_by_db_reindex(sqlite_url: str) -> None:
+    """``transcriber db reindex`` (``search.reindex``) builds the FTS5 index again from the segments: for an index
+    that lost its way (SQLite's VACUUM may renumber the rowids it points at; here it is emptied outright)."""
+    engine = make_engine(sqlite_url)
+    sessions = make_session_factory(engine)
+    fill(sessions)
+    expected = run(sessions, "refund")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO segments_fts(segments_fts) VALUES ('delete-all')"))
+    assert run(sessions, "refund")["recordings"] == []  # the failure the repair is for
+    with transaction(sessions) as s:
+        assert search.reindex(s) == "rebuilt segments_fts from the segments"
+    assert run(sessions, "refund") == expected and expected["recordings"]
+    engine.dispose()
+
+
+def test_reindex_on_postgres_keeps_the_answers(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    sessions = make_session_factory(engine)
+    fill(sessions)
+    before = run(sessions, "refund")
+    with transaction(sessions) as s:
+        assert search.reindex(s) == "rebuilt ix_segments_search_vector"
+    assert run(sessions, "refund") == before and before["recordings"]
+    engine.dispose()

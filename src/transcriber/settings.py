@@ -68,6 +68,7 @@ _ACCEPTS: dict[str, str] = {
     "webhook_secret": "a shared secret to sign deliveries with (HMAC-SHA256), e.g. from `openssl rand -hex 32`",
     "webhook_timeout_seconds": "a number of seconds > 0",
     "webhook_max_attempts": "a whole number >= 1",
+    "webhook_keep_days": "a whole number of days >= 0 (0 keeps delivered events for good)",
     "metrics_port": "a TCP port, 1-65535",
     "redact": "one of off, numbers, all",
 }
@@ -148,6 +149,7 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(15, ge=1)
     webhook_backoff_seconds: float = Field(10.0, gt=0)
     webhook_backoff_max_seconds: float = Field(3600.0, gt=0)
+    webhook_keep_days: int = Field(30, ge=0)  # delivered events are deleted after this; 0 = kept for good
     metrics_port: int = Field(9808, ge=1, le=65535)
     metrics_address: str = "127.0.0.1"
     redact: Literal["off", "numbers", "all"] = "off"

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import __version__
@@ -61,6 +61,7 @@ EVENT_HEADER = "X-Transcriber-Event"
 EVENT_ID_HEADER = "X-Transcriber-Event-Id"
 ATTEMPT_HEADER = "X-Transcriber-Attempt"  # informational, not signed
 SIGNATURE_TOLERANCE_SECONDS = 300.0
+PRUNE_EVERY = timedelta(hours=1)  # how often the delivery loop deletes events older than WEBHOOK_KEEP_DAYS
 CONCURRENCY = 4  # POSTs in flight at once per deliverer: a hanging receiver costs one timeout per batch
 _ERROR_BODY_BYTES = 1024  # of an error answer, read for last_error
 
@@ -449,10 +450,15 @@ def run_delivery_loop(
     """
     log.info("delivering webhooks to %s", origin_of(settings.webhook_url.get_secret_value()))
     errors = 0
+    pruned_at: datetime | None = None
     with make_client(settings, concurrency=concurrency) as client:
         while not stop.is_set():
             try:
                 deliver_due(sessions, settings, client=client, concurrency=concurrency, stop=stop)
+                if settings.webhook_keep_days and (pruned_at is None or utcnow() - pruned_at > PRUNE_EVERY):
+                    with transaction(sessions) as session:
+                        prune_delivered(session, now=utcnow(), keep_days=settings.webhook_keep_days)
+                    pruned_at = utcnow()
                 errors = 0
             except Exception as exc:  # the thread must not die: the outbox would fill unseen
                 errors += 1
@@ -460,6 +466,19 @@ def run_delivery_loop(
                           describe_error(exc))  # fmt: skip
             stop.wait(min(poll_seconds * 2**errors, 30.0))
     log.info("webhook delivery stopped")
+
+
+def prune_delivered(session: Session, *, now: datetime, keep_days: int) -> int:
+    """Delete events delivered more than ``keep_days`` ago (WEBHOOK_KEEP_DAYS); pending and failed ones stay."""
+    gone = session.execute(
+        delete(WebhookEvent).where(
+            WebhookEvent.status == DeliveryStatus.DELIVERED.value,
+            WebhookEvent.delivered_at < now - timedelta(days=keep_days),
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if gone:
+        log.info("deleted %d webhook event(s) delivered more than %d days ago", gone, keep_days)
+    return int(gone or 0)
 
 
 def start_delivery_thread(sessions: sessionmaker[Session], settings: Settings) -> threading.Event:

@@ -468,3 +468,20 @@ def test_beat_delivers_the_outbox_in_a_thread_of_its_own(
     output = log_path.read_text()
     assert "delivering webhooks to http://127.0.0.1:" in output
     assert TOKEN not in output and SECRET not in output
+
+
+def test_delivered_events_are_deleted_after_keep_days_and_the_rest_stay(
+    sessions: sessionmaker[Session], receivers: Any
+) -> None:
+    receiver = receivers(lambda n: 200 if n == 1 else 500)
+    complete(sessions)
+    complete(sessions)
+    settings = settings_for(receiver.url, webhook_max_attempts=1)
+    delivered_at = T0 + timedelta(seconds=10)
+    counts = webhooks.deliver_due(sessions, settings, now=delivered_at, concurrency=1)
+    assert (counts.delivered, counts.failed) == (1, 1)
+    with transaction(sessions) as s:  # 30 days less a second: nothing is old enough yet
+        assert webhooks.prune_delivered(s, now=delivered_at + timedelta(days=30, seconds=-1), keep_days=30) == 0
+    with transaction(sessions) as s:
+        assert webhooks.prune_delivered(s, now=delivered_at + timedelta(days=30, seconds=1), keep_days=30) == 1
+    assert [e.status for e in events(sessions)] == ["failed"]  # what an operator may still retry is kept

@@ -1,19 +1,20 @@
 """Personal numbers and addresses in a transcript, found and masked (``REDACT``, ``export --redacted``).
 
-Pure: text in, spans out; no I/O. Callers say numbers in many ways and Whisper writes them in as many, so the
-text is read as tokens and the numbers in it as *groups* the way they were said: ``4111``, ``four``, ``forty
-five``, ``double five``, ``triple seven``, ``eight hundred``, ``oh`` (also ``zero``, ``o``). Groups said with
-nothing but blanks, hyphens, ``dash``, brackets or fillers (``uh``, ``um``) between them form one *chunk*; chunks
-apart only by a pause (``,`` ``.`` ``and`` ``then`` ``sorry`` ...) are joined only when the joined digits pass a
-check (Luhn for a card, ``phonenumbers`` for a phone, 3-2-4 for a US Social Security number) or a word before them
-says an identifier follows (``account``, ``number``, ``card``, ``member`` ...). A card number is 13-19 digits that
-pass Luhn; a phone number is one ``phonenumbers`` calls valid (a ``+``/``plus`` makes it international, else
-``region``, ``US`` when empty; seven digits after ``area code`` and its three digits count too); any other run of
-``ACCOUNT_MIN_DIGITS`` (6) or more digits said as a sequence is an account or ID number. Six because nothing a
-caller says digit by digit below that is an identifier by itself (times, years, prices, street numbers and ZIP
-codes are 1-5 digits), while bank, member and verification codes start at six. A quantity is never one: a group
-with ``thousand`` or ``hundred and ...`` (``one hundred fifty thousand``), an amount written ``$1,250`` or
-``1,250``, a decimal, an ordinal, a time ``3:30``.
+Pure: text in, spans out; no I/O. Callers say numbers in many ways and Whisper writes them in as many, so the text
+is read as tokens and the numbers in it as *groups* the way they were said: ``4111``, ``four``, ``forty five``,
+``double five``, ``triple seven``, ``eight hundred``, ``oh`` (also ``zero``, ``o``). Groups said with nothing but
+blanks, hyphens, ``dash``, brackets or fillers (``uh``, ``um``) between them form one *chunk*, and so do digits said
+one by one that Whisper writes with a comma after each (``8, 4, 8``, ``three, four, two``, ``double, 0``:
+``bench/redaction_heard.py``); chunks apart only by a pause (``,`` ``.`` ``and`` ``then`` ``sorry`` ...) are joined
+only when the joined digits pass a check (Luhn for a card, ``phonenumbers`` for a phone, 3-2-4 for a US Social
+Security number) or a word before them says an identifier follows (``account``, ``number``, ``card``, ``member``
+...). A card number is 13-19 digits that pass Luhn; a phone number is one ``phonenumbers`` calls valid (a
+``+``/``plus`` makes it international, else ``region``, ``US`` when empty; seven digits after ``area code`` and its
+three digits count too); any other run of ``ACCOUNT_MIN_DIGITS`` (6) or more digits said as a sequence is an account
+or ID number. Six because nothing a caller says digit by digit below that is an identifier by itself (times, years,
+prices, street numbers and ZIP codes are 1-5 digits), while bank, member and verification codes start at six. A
+quantity is never one: a group with ``thousand`` or ``hundred and ...`` (``one hundred fifty thousand``), an amount
+written ``$1,250`` or ``1,250``, a decimal, an ordinal, a time ``3:30``.
 
 Levels: ``numbers`` masks cards, phones, SSNs and account/ID numbers; ``all`` also e-mail addresses, written
 (``john.smith@gmail.com``) or said (``john dot smith at gmail dot com``), and the short codes a word names
@@ -218,7 +219,8 @@ def _is_number(tokens: list[_Token], i: int) -> bool:
     if t.low in _NUMBER_WORDS:
         return t.low != "o" or _beside_number(tokens, i)
     if t.low in REPEATS:
-        return _next_is(tokens, i, UNITS) or (i + 1 < len(tokens) and tokens[i + 1].kind == "digits")
+        k = i + 2 if i + 2 < len(tokens) and tokens[i + 1].text == "," else i + 1  # Whisper's "double, 0"
+        return k < len(tokens) and (tokens[k].low in UNITS or tokens[k].kind == "digits")
     if t.low == "and":  # inside "one hundred and fifty"
         return _prev_is(tokens, i, SCALES) and _next_is(tokens, i, {**UNITS, **TEENS, **TENS}.keys() - _ZEROS)
     return False
@@ -352,7 +354,7 @@ def _chunks(tokens: list[_Token]) -> list[tuple[_Chunk, str]]:
 
     for i, t in enumerate(tokens):
         if _is_number(tokens, i):
-            if current and gap != "tight":
+            if current and gap != "tight" and not _one_by_one(tokens, current[-1], i):
                 close()
             if not current and plus is None:
                 parted = gap if out else "hard"
@@ -367,6 +369,27 @@ def _chunks(tokens: list[_Token]) -> list[tuple[_Chunk, str]]:
             gap = step if _STRENGTH[step] > _STRENGTH[gap] else gap
     close()
     return out
+
+
+def _one_by_one(tokens: list[_Token], last: int, i: int) -> bool:
+    """``8, 4, 8, 0``, ``three, four, two``, ``double, 0``: digits said one by one, which Whisper writes with a
+    comma after each (and after ``double``), are one chunk, not groups parted by pauses."""
+    if i != last + 2 or tokens[last + 1].text != ",":
+        return False
+    if tokens[last].low in REPEATS:
+        return True
+    if not _single_digit(tokens, last) or not (_single_digit(tokens, i) or tokens[i].low in REPEATS):
+        return False
+    # One of them said on its own: "three, four five, six ..." keeps the groups a caller said.
+    return not (last > 0 and _is_number(tokens, last - 1)) or not (i + 1 < len(tokens) and _is_number(tokens, i + 1))
+
+
+def _single_digit(tokens: list[_Token], i: int) -> bool:
+    """One digit, a group by itself: ``8``, ``eight``; not the ``five`` of ``forty five`` or ``two hundred``'s."""
+    t = tokens[i]
+    if t.kind == "digits":
+        return len(t.text) == 1
+    return t.low in UNITS and not _prev_is(tokens, i, TENS) and not _next_is(tokens, i, SCALES)
 
 
 def _numbers(tokens: list[_Token], region: str, *, short_codes: bool) -> list[Finding]:
@@ -409,6 +432,7 @@ def _join(tokens: list[_Token], chunks: list[tuple[_Chunk, str]], k: int, region
 
 
 _CARD_SHAPES = ([4, 4, 4, 4], [4, 6, 5])
+_YEAR = re.compile(r"(19|20)\d\d")
 
 
 def _checked(run: list[_Chunk], region: str) -> str | None:
@@ -426,6 +450,9 @@ def _checked(run: list[_Chunk], region: str) -> str | None:
 def _kind(tokens: list[_Token], run: list[_Chunk], region: str, short_codes: bool) -> str | None:
     if any(c.quantity for c in run):
         return None
+    groups = [g for c in run for g in c.groups]
+    if len(groups) >= 2 and all(tokens[g.first].kind == "digits" and _YEAR.fullmatch(g.digits) for g in groups):
+        return None  # "2019, 2020, 2021, 2020": years in a list, whatever check their digits pass
     digits = "".join(c.digits for c in run)
     checked = _checked(run, region)
     if checked is not None:
@@ -470,6 +497,8 @@ def _named(tokens: list[_Token], first: int, words: Iterable[str], back: int = _
         t = tokens[i]
         if t.kind == "word" and t.low in wanted and (t.low != "four" or _prev_is(tokens, i, {"last"})):
             return True
+        if t.text == "4" and "four" in wanted and _prev_is(tokens, i, {"last"}):
+            return True  # Whisper writes "the last 4 are ..."
         if t.kind in ("digits", "quantity") or t.low in _NUMBER_WORDS:
             return False
         seen += t.kind == "word"
@@ -518,7 +547,7 @@ def _emails(tokens: list[_Token]) -> list[Finding]:
         if t.low not in _AT:
             continue
         end = _domain_end(tokens, k + 1)
-        start = _local_start(tokens, k - 1)
+        start = _local_start(tokens, k - 2 if k > 1 and tokens[k - 1].text == "," else k - 1)  # "19, at outlook"
         if end is not None and start is not None:
             found.append(Finding(tokens[start].start, tokens[end].end, EMAIL))
     return found

@@ -44,6 +44,22 @@ import pii_cases  # noqa: E402
         ("I live at twelve thirty four Oak Street, it's as easy as one two three.", None),
         ("The account has about twelve, fifteen, twenty dollars, a hundred and twenty five.", None),
         ("We sold units in 2019, 2020, 2021 and 2022.", None),
+        # digits said one by one, as Whisper writes them: a comma after each (tests/unit, bench/redaction_heard.py)
+        ("I'll pay with 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, thanks.", "I'll pay with [card], thanks."),
+        ("I'll pay with 405, 8, 4, 8, 8, 0, 7, 8, 0, 2, 0, 9, 7, 1, thanks.", "I'll pay with [card], thanks."),
+        ("My social is 1, 2, 3, and then 4, 5, and then 6, 7, 8, 9.", "My social is [number]."),
+        ("It's easy as 1, 2, 3. I need 2, 3 and 4 boxes, on March 5, 2019, at 3, 4 or 5.", None),
+        ("My card number is three, four, two, nine, one, eight, six, five, four, three, two, three, three, six, nine.",
+         "My card number is [card]."),
+        ("My cell is one, four, zero, four, eight, one, seven, nine, seven, zero, one, thank you.",
+         "My cell is [phone], thank you."),
+        ("I have two, three hundred units, forty five, six or seven people, one, two, three.", None),
+        # "double" with Whisper's comma after it
+        ("You can reach me at 7-1-8, um, 3-0-7, um, double, 3-4-7 anytime.", "You can reach me at [phone] anytime."),
+        ("It's 5, 7, 8 and 1, 3 and double, 0, 4, 8, I think.", "It's [number], I think."),
+        # years in a list (Whisper drops the "and") pass Luhn or run on with hyphens: still years
+        ("I ordered 2019, 2020, 2021, 2020, over time.", None),
+        ("I ordered 2019-2020-2021-2022 over time.", None),
         # a card's digits that fail Luhn: a number, never a card
         ("It's 4111 1111 1111 1112 thanks", "It's [number] thanks"),
         ("four one one one, one one one one, one one one one, one one one two", "[number]"),
@@ -61,11 +77,15 @@ def test_numbers(text: str, expected: str | None) -> None:
         ("It's mary underscore jones at smith dash plumbing dot co dot uk.", "It's [email]."),
         ("or mary_jones@outlook.co.uk.", "or [email]."),
         ("It's john.smith at gmail.com", "It's [email]"),
+        ("send it to Lisa underscore Wilson 19, at outlook.com", "send it to [email]"),  # Whisper's comma at a pause
         ("my pin is four four two one and the zip code is three three six oh two", "my pin is [number] and the "
          "zip code is [number]"),
         ("The last four are double nine double four. It's nine ninety nine a month.",
          "The last four are [number]. It's nine ninety nine a month."),
+        ("The last 4 are 2 0 5 5.", "The last 4 are [number]."),  # Whisper writes the number of "last four"
+        ("The last four or eight, five, five, eight.", "The last four or [number]."),
         ("I'm at work dot dot dot, at home right now, at the bank.", None),
+        ("I waited the last 4 days, 2 or 3 hours each.", None),
     ],
 )  # fmt: skip
 def test_all_adds_emails_and_named_codes(text: str, expected: str | None) -> None:

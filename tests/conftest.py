@@ -23,7 +23,13 @@ from transcriber.db import make_engine, make_session_factory  # noqa: E402
 from transcriber.migrate import upgrade_to_head  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+# One Redis database per pytest-xdist worker (gw0 -> 5, gw1 -> 6, ...; TEST_REDIS_URL's own number + the worker's):
+# the fixture flushes it for each test, which must not empty the broker of a test running beside it.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_REDIS_BASE, _, _REDIS_DB = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/5").rpartition("/")
+if not _REDIS_DB.isdigit():  # no database number given: 0
+    _REDIS_BASE, _REDIS_DB = f"{_REDIS_BASE}/{_REDIS_DB}".rstrip("/"), "0"
+REDIS_URL = f"{_REDIS_BASE}/{int(_REDIS_DB) + _WORKER}"
 # Names carry the pid of the test run, so two runs on one server (a developer's and CI's) never drop each
 # other's databases; leftovers of runs that died are dropped when their pid is gone.
 RUN = os.getpid()

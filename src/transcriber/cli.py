@@ -376,7 +376,7 @@ def _make_ingester(settings: Settings, stop: Any = None) -> Any:
     read_facts = functools.partial(callfacts.parse, pattern=settings.filename_pattern, region=settings.phone_region,
                                    timezone=settings.filename_timezone)  # fmt: skip
     return Ingester(sessions, watch_dir, settle_seconds=settings.watch_settle_seconds, send=send_transcribe,
-                    read_facts=read_facts)  # fmt: skip
+                    read_facts=read_facts, trust_close=settings.watch_trust_close)  # fmt: skip
 
 
 def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:

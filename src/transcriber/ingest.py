@@ -1,10 +1,13 @@
 """The watched folder: find media files, wait until they settle, register each once.
 
-Events (watchdog) only make a rescan come sooner; the periodic rescan is what finds
+Events (watchdog) make a rescan come sooner; the periodic rescan is what finds
 files, because network shares often deliver no events. A file is taken once its
 size and mtime have not changed for ``WATCH_SETTLE_SECONDS`` (longer for a path that
 changed after it was registered: it is written in bursts); a file already known by
-(path, size, mtime) is never hashed again.
+(path, size, mtime) is never hashed again. A file the platform reports complete is taken
+at the next scan, without the settle wait: renamed or moved into the folder (every
+platform's events), or closed after writing (Linux's inotify), as long as it still looks
+as it did then and its path never changed after a registration.
 
 Any name the file system holds is taken: one that is not UTF-8 (Latin-1 names on SMB
 shares) or holds control characters is recorded under a readable form, with its exact
@@ -18,6 +21,7 @@ import errno
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -128,6 +132,7 @@ class Ingester:
         clock: Callable[[], float] = time.monotonic,
         settle_cap_seconds: float = SETTLE_CAP_SECONDS,
         read_facts: ReadFacts = callfacts.parse,
+        trust_close: bool = True,
     ) -> None:
         self.sessions = sessions
         self.watch_dir = watch_dir
@@ -136,6 +141,7 @@ class Ingester:
         self.send = send
         self.clock = clock
         self.read_facts = read_facts
+        self.trust_close = trust_close  # WATCH_TRUST_CLOSE: a closed file is complete (else only renames are)
         self.known: dict[str, Observation] = {}  # registered (or found registered) as it looks now
         self.pending: dict[str, tuple[Observation, float]] = {}  # settling: how it looks, since when
         self.ignored: set[str] = set()
@@ -144,6 +150,8 @@ class Ingester:
         self.unreadable_grace = max(4 * settle_seconds, 1.0)
         self.unreadable_folders: dict[str, str] = {}
         self.changes: dict[str, int] = {}  # times a path changed after it was registered
+        # Reported complete by a file event (closed after writing, renamed or moved in), as it looked then.
+        self.complete: dict[str, Observation] = {}
         self.recording_for: dict[str, uuid.UUID] = {}  # absolute path -> the recording it registered last
         self.shared: set[uuid.UUID] = set()  # recordings another file duplicated: never given new content
         with sessions() as session:  # registered before this process started: not hashed again
@@ -172,11 +180,26 @@ class Ingester:
             count += self.scan()
         return count
 
+    def arrived_complete(self, path: str, *, closed: bool = False) -> None:
+        """A file event says ``path`` was renamed or moved in whole, or (``closed``) closed after writing (any thread).
+
+        The next scan takes it at once if it still looks as it did now; otherwise it settles as usual. A close
+        counts only with ``trust_close``: a recorder that closes and reopens its file while recording needs it off.
+        """
+        if closed and not self.trust_close:
+            return
+        try:
+            stat = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return
+        self.complete[os.path.normpath(path)] = Observation(stat.st_size, stat.st_mtime_ns)
+
     def settle_for(self, path: str) -> float:
         return settle_time(self.settle_seconds, self.changes.get(path, 0), self.settle_cap_seconds)
 
     def _find_settled(self) -> list[ReadyFile]:
         now = self.clock()
+        reported_before = set(self.complete)  # an event during the walk is for the next scan: kept
         seen: set[str] = set()
         ready: list[ReadyFile] = []
         failing: dict[str, str] = {}
@@ -201,6 +224,10 @@ class Ingester:
         for table in (self.pending, self.refused, self.changes):
             for gone in set(table) - seen:
                 del table[gone]
+        if self.complete:  # reported for a name never taken (a temporary file) or gone: forgotten
+            walked = {os.path.normpath(path) for path in seen}
+            for gone in reported_before - walked:
+                self.complete.pop(gone, None)
         return ready
 
     def _look_at(self, entry: os.DirEntry[str], now: float) -> ReadyFile | None:
@@ -226,6 +253,9 @@ class Ingester:
         if path not in self.known and self._was_registered(path, current):
             self.known[path] = current
             return None
+        reported = self.complete.pop(os.path.normpath(path), None) if self.complete else None
+        if reported == current and current.size > 0 and path not in self.known and not self.changes.get(path):
+            return ReadyFile(path, current)  # complete, as an event said: no settle wait (one written in bursts waits)
         previous = self.pending.get(path)
         if previous is None or previous[0] != current:
             if previous is None and path in self.known:  # changed after it was registered: written in bursts
@@ -381,7 +411,7 @@ def stop_on_signals(stop: threading.Event) -> None:
 def run_watch_loop(ingester: Ingester, *, poll_seconds: float, stop: threading.Event, use_events: bool = True) -> None:
     """Scan at start, soon after file events, and every ``poll_seconds``, until ``stop`` is set."""
     wake = threading.Event()
-    observer = _start_observer(ingester.watch_dir, wake) if use_events else None
+    observer = _start_observer(ingester.watch_dir, wake, ingester.arrived_complete) if use_events else None
     try:
         while not stop.is_set():
             try:
@@ -407,19 +437,34 @@ def run_watch_loop(ingester: Ingester, *, poll_seconds: float, stop: threading.E
             observer.join(timeout=5)
 
 
-def _start_observer(root: Path, wake: threading.Event):  # type: ignore[no-untyped-def]
+def _observer():  # type: ignore[no-untyped-def]
+    """watchdog's observer; on Linux one that reports a file moved in from outside the folder as a move."""
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        return InotifyObserver(generate_full_events=True)
+    from watchdog.observers import Observer
+
+    return Observer()
+
+
+def _start_observer(  # type: ignore[no-untyped-def]
+    root: Path, wake: threading.Event, complete: Callable[..., None] | None = None
+):
     try:
         from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
     except ImportError:
         return None
 
     class _Wake(FileSystemEventHandler):
         def on_any_event(self, event):  # type: ignore[no-untyped-def]
+            if not event.is_directory and event.event_type in ("closed", "moved") and complete is not None:
+                moved = event.event_type == "moved"
+                complete(os.fsdecode(event.dest_path if moved else event.src_path), closed=not moved)
             wake.set()
 
-    observer = Observer()
     try:
+        observer = _observer()
         observer.schedule(_Wake(), str(root), recursive=True)
         observer.start()
     except OSError as exc:  # e.g. too many inotify watches, or a share without events

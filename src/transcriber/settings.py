@@ -139,6 +139,7 @@ class Settings(BaseSettings):
 
     watch_settle_seconds: float = Field(5.0, ge=0)
     watch_poll_seconds: float = Field(30.0, gt=0)
+    watch_trust_close: bool = True  # a file closed after writing is complete (Linux); renames always are
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # user:password[,user2:password2] for Flower's basic auth; never printed.
     flower_basic_auth: SecretStr = SecretStr("")

@@ -188,3 +188,118 @@ def test_a_file_locked_by_its_copier_is_waited_for_not_registered_as_unreadable(
     with sessions() as s:
         [recording] = s.scalars(select(Recording))
     assert not recording.content_sha256.startswith("unread:")  # the real audio, hashed
+
+
+# ---------------------------------------------------------------- files that arrive complete (issue 15)
+
+
+class Events:
+    """The watcher's real file events (watchdog) on a folder, fed to an Ingester as the watch loop feeds them."""
+
+    def __init__(self, watcher: Ingester) -> None:
+        import threading
+
+        self.watcher = watcher
+        self.wake = threading.Event()
+        self.observer = ingest._start_observer(watcher.watch_dir, self.wake, watcher.arrived_complete)
+        assert self.observer is not None, "file events unavailable here"
+
+    def reported(self, path: Path) -> bool:
+        return os.path.normpath(str(path)) in self.watcher.complete
+
+    def wait(self, what: str, check) -> None:  # type: ignore[no-untyped-def]
+        import time
+
+        deadline = time.monotonic() + 30  # a failure guard: the wait ends on the event's state
+        while not check():
+            assert time.monotonic() < deadline, f"no file event for {what}"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)
+
+
+@pytest.fixture
+def events(make):  # type: ignore[no-untyped-def]
+    watcher = make(settle=3600.0)  # an hour: only "complete" takes a file within this test
+    feed = Events(watcher)
+    yield feed
+    feed.close()
+
+
+def test_a_file_renamed_in_from_outside_is_taken_at_the_next_scan(events, sessions, tmp_path: Path, sent) -> None:
+    staged = tmp_path / "staging" / "Call recording +18134353769_200301_171119.m4a"
+    staged.parent.mkdir()
+    staged.write_bytes(os.urandom(32 * 1024))
+    target = tmp_path / "inbox" / staged.name
+    staged.rename(target)  # how copiers and recorders finish a file: write elsewhere, then rename in
+    events.wait("the rename", lambda: events.reported(target))
+    assert events.watcher.scan() == 1  # with WATCH_SETTLE_SECONDS an hour
+    assert names(sessions) == [target.name] and len(sent) == 1
+
+
+def test_a_temporary_name_renamed_to_its_own_is_taken(events, sessions, tmp_path: Path) -> None:
+    partial = tmp_path / "inbox" / "call.m4a.part"  # a browser's or WinSCP's download, then its rename
+    partial.write_bytes(os.urandom(16 * 1024))
+    final = partial.with_name("call.m4a")
+    partial.rename(final)
+    events.wait("the rename", lambda: events.reported(final))
+    assert events.watcher.scan() == 1 and names(sessions) == ["call.m4a"]
+
+
+def test_a_file_closed_after_writing_is_taken_and_one_still_open_is_not(events, sessions, tmp_path: Path) -> None:
+    growing = tmp_path / "inbox" / "still recording.m4a"
+    with open(growing, "wb") as handle:
+        handle.write(os.urandom(16 * 1024))
+        handle.flush()
+        os.fsync(handle.fileno())
+        events.wait("the write", events.wake.is_set)  # the watcher heard of it ...
+        assert events.watcher.scan() == 0  # ... but an open file is still being written: it settles
+        assert not events.reported(growing)
+    events.wait("the close", lambda: events.reported(growing))
+    assert events.watcher.scan() == 1 and names(sessions) == ["still recording.m4a"]
+
+
+def test_a_file_changed_after_its_close_settles_as_usual(events, sessions, tmp_path: Path) -> None:
+    target = tmp_path / "inbox" / "call.m4a"
+    target.write_bytes(os.urandom(16 * 1024))
+    events.wait("the close", lambda: events.reported(target))
+    events.watcher.complete[os.path.normpath(str(target))] = ingest.Observation(1, 1)  # as if it looked so then
+    assert events.watcher.scan() == 0  # it does not look as it did when it was closed: written on since
+    assert names(sessions) == []
+
+
+def test_without_trust_close_a_closed_file_settles_and_a_rename_does_not(make, sessions, tmp_path: Path) -> None:
+    """WATCH_TRUST_CLOSE=false, for a recorder that closes and reopens its file while it records."""
+    watcher = make(settle=3600.0)
+    watcher.trust_close = False
+    closed, renamed = tmp_path / "inbox" / "closed.m4a", tmp_path / "inbox" / "renamed.m4a"
+    closed.write_bytes(os.urandom(16 * 1024))
+    renamed.write_bytes(os.urandom(16 * 1024))
+    watcher.arrived_complete(str(closed), closed=True)
+    watcher.arrived_complete(str(renamed))
+    assert watcher.scan() == 1 and names(sessions) == ["renamed.m4a"]
+
+
+def test_a_path_written_in_bursts_loses_the_fast_path(make, sessions, tmp_path: Path) -> None:
+    """A recorder that closes and reopens the file: once its path changed after a registration, it settles."""
+    clock = Clock()
+    watcher = make(clock, settle=5.0)
+    target = tmp_path / "inbox" / "call.m4a"
+    target.write_bytes(os.urandom(16 * 1024))
+    watcher.arrived_complete(str(target), closed=True)
+    assert watcher.scan() == 1
+
+    def registered_size() -> int:
+        with sessions() as s:
+            return int(s.scalar(select(Recording.file_size)) or 0)
+
+    with open(target, "ab") as handle:  # the recorder appends and closes again
+        handle.write(os.urandom(16 * 1024))
+    watcher.arrived_complete(str(target), closed=True)
+    watcher.scan()
+    assert registered_size() == 16 * 1024  # not taken at once: its path changed after it was registered
+    clock.now += 10  # twice the settle time: a path that changed after registration waits longer
+    watcher.scan()
+    assert registered_size() == 32 * 1024  # the queued recording now holds the whole file

@@ -33,7 +33,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -662,9 +662,8 @@ def complete_recording(
         session, claim.attempt_id, now=now, outcome=AttemptOutcome.SUCCEEDED, error=None, end=duration_seconds
     )
     if notify:
-        outbox.emit(session, claim.recording_id, Event.COMPLETED, now=now)
-        if figures.needs_review or speaker_review:
-            outbox.emit(session, claim.recording_id, Event.NEEDS_REVIEW, now=now)
+        flagged = figures.needs_review or bool(speaker_review)
+        outbox.emit(session, claim.recording_id, Event.COMPLETED, *([Event.NEEDS_REVIEW] if flagged else []), now=now)
     return transcript
 
 
@@ -775,6 +774,11 @@ class Rescued:
     error_message: str
 
 
+def last_sign_of_life() -> ColumnElement[datetime]:
+    """When a ``processing`` recording last showed it is being worked on: what rescue judges it by."""
+    return func.coalesce(Recording.heartbeat_at, Recording.started_at, Recording.updated_at)
+
+
 def rescue_stuck(
     session: Session, *, now: datetime, stuck_timeout: float, policy: RetryPolicy, notify: bool = False
 ) -> list[Rescued] | None:
@@ -787,7 +791,7 @@ def rescue_stuck(
     if not lock_rescue(session):
         return None
     cutoff = now - timedelta(seconds=stuck_timeout)
-    last_sign = func.coalesce(Recording.heartbeat_at, Recording.started_at, Recording.updated_at)
+    last_sign = last_sign_of_life()
     stuck = session.execute(
         select(Recording.id, Recording.current_attempt_id, Recording.retry_count, last_sign.label("last_sign")).where(
             Recording.status == RecordingStatus.PROCESSING.value, last_sign < cutoff

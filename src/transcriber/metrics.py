@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber.db import describe_error, make_engine, make_session_factory
 from transcriber.errors import CAUSES, ConfigError
+from transcriber.lifecycle import last_sign_of_life
 from transcriber.settings import Settings
 from transcriber.tables import (
     Attempt,
@@ -202,7 +203,7 @@ def _latest(session: Session, *values: Any) -> Any:
 
 
 def _processing(session: Session) -> Any:
-    last_sign = func.coalesce(Recording.heartbeat_at, Recording.started_at, Recording.updated_at)
+    last_sign = last_sign_of_life()  # the rescue's own measure, so the stale-heartbeat alert agrees with it
     return session.execute(
         select(func.min(last_sign).label("stalest"), func.max(Recording.heartbeat_at).label("last")).where(
             Recording.status == RecordingStatus.PROCESSING.value

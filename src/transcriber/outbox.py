@@ -29,26 +29,30 @@ class Event(enum.StrEnum):
     NEEDS_REVIEW = "recording.needs_review"
 
 
-def emit(session: Session, recording_id: uuid.UUID, event: Event, *, now: datetime) -> str | None:
-    """Write ``event`` for the recording as it stands now in this transaction; returns its ``event_id``."""
+def emit(session: Session, recording_id: uuid.UUID, *events: Event, now: datetime) -> list[str]:
+    """Write ``events`` for the recording as it stands now in this transaction; returns their ``event_id``s."""
     query = select(Recording).where(Recording.id == recording_id).execution_options(populate_existing=True)
     recording = session.execute(query).scalar_one_or_none()  # as this transaction's UPDATE left it
-    if recording is None:
-        return None
-    event_id = str(uuid.uuid4())
+    if recording is None or not events:
+        return []
+    ids = [str(uuid.uuid4()) for _ in events]
     session.execute(
-        insert(WebhookEvent).values(
-            event_id=event_id,
-            event=event.value,
-            recording_id=recording_id,
-            body=json.dumps(body_of(recording, event, event_id=event_id, now=now), ensure_ascii=False),
-            created_at=now,
-            status=DeliveryStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-        )
+        insert(WebhookEvent),
+        [
+            {
+                "event_id": event_id,
+                "event": event.value,
+                "recording_id": recording_id,
+                "body": json.dumps(body_of(recording, event, event_id=event_id, now=now), ensure_ascii=False),
+                "created_at": now,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+            }
+            for event, event_id in zip(events, ids, strict=True)
+        ],
     )
-    return event_id
+    return ids
 
 
 def body_of(recording: Recording, event: Event, *, event_id: str, now: datetime) -> dict[str, Any]:

@@ -63,27 +63,23 @@ class Query:
 
     def tsquery(self) -> str:
         """Postgres ``tsquery`` syntax (to cast, not to parse with a dictionary): words are already lowercased."""
-
-        def phrase(words: Phrase) -> str:
-            return " <-> ".join(f"'{w}':*" for w in words)
-
-        def either(phrases: Sequence[Phrase]) -> str:
-            return "(" + " | ".join(phrase(p) for p in phrases) + ")"
-
-        found = " & ".join(either(group) for group in self.groups)
-        return found + (f" & !{either(self.excluded)}" if self.excluded else "")
+        return self._render(word="'{}':*", next_to=" <-> ", either=" | ", both=" & ", without=" & !")
 
     def fts5(self) -> str:
         """An FTS5 ``MATCH`` expression: every word a quoted prefix, phrases joined with ``+``."""
+        return self._render(word='"{}"*', next_to=" + ", either=" OR ", both=" AND ", without=" NOT ")
+
+    def _render(self, *, word: str, next_to: str, either: str, both: str, without: str) -> str:
+        """The query in one syntax: how a word (a prefix) is written, and its four operators."""
 
         def phrase(words: Phrase) -> str:
-            return " + ".join(f'"{w}"*' for w in words)
+            return next_to.join(word.format(w) for w in words)
 
-        def either(phrases: Sequence[Phrase]) -> str:
-            return "(" + " OR ".join(phrase(p) for p in phrases) + ")"
+        def any_of(phrases: Sequence[Phrase]) -> str:
+            return "(" + either.join(phrase(p) for p in phrases) + ")"
 
-        found = " AND ".join(either(group) for group in self.groups)
-        return found + (f" NOT {either(self.excluded)}" if self.excluded else "")
+        found = both.join(any_of(group) for group in self.groups)
+        return found + (f"{without}{any_of(self.excluded)}" if self.excluded else "")
 
     def phrases(self) -> tuple[Phrase, ...]:
         """Every phrase that counts as a hit (what snippets highlight)."""

@@ -352,8 +352,9 @@ def _one_line(exc: ValidationError) -> str:
     if not field and ":" in message:  # model-level check names its field in the message
         field = message.split(":", 1)[0].split()[-1]
     value = first.get("input")
-    if field in ("database_url", "celery_broker_url", "webhook_url", "webhook_secret", "flower_basic_auth"):
-        value = None  # a URL that does not parse cannot be masked reliably: never echo it
+    secret = field in Settings.model_fields and Settings.model_fields[field].annotation is SecretStr
+    if secret or field in ("database_url", "celery_broker_url"):
+        value = None  # a secret, or a URL that does not parse and so cannot be masked reliably: never echoed
     shown = "" if isinstance(value, dict) or value is None else f"={value}"
     accepts = _ACCEPTS.get(field, message)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

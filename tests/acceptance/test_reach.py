@@ -110,6 +110,14 @@ def test_a_finished_call_is_pushed_searchable_counted_and_redacted(pipeline, rec
     pipeline.wait_for("both files to settle", lambda: pipeline.all_settled(2))
     pipeline.wait_for("two accepted deliveries", lambda: len(receiver.accepted()) >= 2)
 
+    # The completed row holds this call's own words, every sentence of it (the card as digits, words or both).
+    [(transcript,)] = pipeline.query("SELECT transcript FROM recordings WHERE file_name = :n", n=name)
+    heard = transcript.lower()
+    # (tiny.en hears the last sentence's "thank you," as "and": its own word there is "goodbye")
+    for words in (("like", "refund", "last", "order"), ("card", "number"), ("goodbye",)):
+        assert all(word in heard for word in words), (words, transcript)
+    assert CARD_DIGITS in digits_of(transcript), transcript
+
     # Webhooks: one event per state change, signed, retried through the refusals, same bytes each time.
     bodies = {b["event"]: b for b in receiver.accepted()}
     assert set(bodies) == {"recording.completed", "recording.failed"}

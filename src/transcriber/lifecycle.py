@@ -11,6 +11,15 @@ Life of a recording::
         any --reset / skip--> queued (error and retries cleared) / skipped; a running attempt is closed "lost"
         any --operator SQL--> queued (dispatch picks it up) or skipped (out for good)
 
+A call longer than SPLIT_MIN_SECONDS is cut into pieces by the attempt that claimed it
+(``plan_pieces``): it keeps piece 0, the others are queued. Each piece lives like a
+recording of its own (claim_piece, heartbeat, complete_piece, fail -> retry or failed,
+rescue), while the recording stays ``processing`` and summarises them. The attempt that
+completes the last piece merges the call (``complete_recording``); a piece that fails for
+good fails the recording with its cause. A recording queued again with pieces left (reset,
+SQL, a merge that was rescued) goes on where they stand: failed pieces are queued again,
+completed ones are kept, and a call whose pieces are all done is only merged.
+
 A running attempt whose recording was changed under it (reset, skip, SQL) finds out
 at its next heartbeat (the fence), writes nothing more and closes its own attempt
 (``abandon_attempt``); a claim closes any attempt still marked running, so two
@@ -26,11 +35,13 @@ writes the tables directly. Each takes ``now`` so tests need no sleeping.
 from __future__ import annotations
 
 import enum
+import itertools
+import json
 import logging
 import random
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, or_, select, text, update
@@ -39,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from transcriber import outbox
 from transcriber.callfacts import CallFacts
-from transcriber.coverage import Coverage
+from transcriber.coverage import Coverage, Gap, clock
 from transcriber.errors import AttemptTimeout, LeaseLost, RetryableError, WorkerLost, cause_of
 from transcriber.names import printable, real_path
 from transcriber.outbox import Event
@@ -48,7 +59,16 @@ from transcriber.retry import RetryDecision, decide_after_error
 from transcriber.segments import Segment, transcript_text, words_from
 from transcriber.settings import Settings
 from transcriber.speakers import Diarization, Figures, Labeller
-from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus, ServiceRun
+from transcriber.tables import (
+    Attempt,
+    AttemptOutcome,
+    Piece,
+    PieceStatus,
+    Recording,
+    RecordingStatus,
+    ServiceRun,
+    utcnow,
+)
 from transcriber.tables import Segment as SegmentRow
 
 log = logging.getLogger(__name__)
@@ -87,6 +107,18 @@ class Claim:
     next_segment_idx: int
     claimed_at: datetime | None = None
     file_path_bytes: bytes | None = None  # the exact name where ``file_path`` is only its readable form
+    # A piece of a split call: its index and audio range, and how its channels are taken. ``merge``: this
+    # attempt merges the finished pieces (after the last one, or as an attempt of its own).
+    piece: int | None = None
+    piece_start: float = 0.0
+    piece_end: float | None = None
+    split_channels: str | None = None
+    merge: bool = False
+
+    @property
+    def audio_end(self) -> float | None:
+        """Where this attempt's audio ends: its piece's end, or the call's."""
+        return self.piece_end if self.piece_end is not None else self.duration_seconds
 
     @property
     def real_path(self) -> str:
@@ -372,26 +404,14 @@ def claim_recording(
     ).first()
     if claimed is None:
         return None
+    if _has_pieces(session, recording_id):
+        return _go_on_with_pieces(session, recording_id, task_id=task_id, worker=worker, now=now)
     file_path, file_name, duration, file_size, content_sha256, raw_path = claimed
-    number = (
-        session.scalar(select(func.coalesce(func.max(Attempt.attempt), 0)).where(Attempt.recording_id == recording_id))
-        or 0
-    ) + 1
+    number = _next_attempt(session, recording_id)
     resume_from, next_idx = _resume_point(session, recording_id)
     _close_orphans(session, recording_id, now=now, by=number)
-    attempt_id = session.execute(
-        insert(Attempt)
-        .values(
-            recording_id=recording_id,
-            attempt=number,
-            task_id=task_id,
-            worker=worker,
-            started_at=now,
-            outcome=AttemptOutcome.RUNNING.value,
-            audio_start_seconds=resume_from,
-        )
-        .returning(Attempt.id)
-    ).scalar_one()
+    attempt_id = _open_attempt(session, recording_id, number, task_id=task_id, worker=worker, now=now,
+                               start=resume_from)  # fmt: skip
     session.execute(
         update(Recording)
         .where(Recording.id == recording_id)
@@ -404,17 +424,400 @@ def claim_recording(
     )  # fmt: skip
 
 
-def _close_orphans(session: Session, recording_id: uuid.UUID, *, now: datetime, by: int) -> None:
+def _next_attempt(session: Session, recording_id: uuid.UUID) -> int:
+    """The next attempt number of a recording (the caller holds its row, so two claims never draw the same)."""
+    top = session.scalar(select(func.max(Attempt.attempt)).where(Attempt.recording_id == recording_id))
+    return int(top or 0) + 1
+
+
+def _open_attempt(
+    session: Session,
+    recording_id: uuid.UUID,
+    number: int,
+    *,
+    task_id: str | None,
+    worker: str,
+    now: datetime,
+    start: float | None,
+    piece: int | None = None,
+) -> int:
+    return int(
+        session.execute(
+            insert(Attempt)
+            .values(
+                recording_id=recording_id,
+                attempt=number,
+                task_id=task_id,
+                worker=worker,
+                started_at=now,
+                outcome=AttemptOutcome.RUNNING.value,
+                audio_start_seconds=start,
+                piece=piece,
+            )  # fmt: skip
+            .returning(Attempt.id)
+        ).scalar_one()
+    )
+
+
+# ---------------------------------------------------------------- pieces of a long call
+
+# A piece's segments are numbered from ``idx * SEGMENTS_PER_PIECE``: pieces decoded at once never collide.
+SEGMENTS_PER_PIECE = 1_000_000
+
+
+def _has_pieces(session: Session, recording_id: uuid.UUID) -> bool:
+    return session.scalar(select(exists().where(Piece.recording_id == recording_id))) or False
+
+
+def _recording_keeps_pieces() -> ColumnElement[bool]:
+    """A piece's writes count while its recording is being worked on, waits for a retry, or failed through
+    another piece (a reset goes on from what is done); not once it is skipped (or deleted)."""
+    return exists().where(
+        Recording.id == Piece.recording_id,
+        Recording.status.in_([RecordingStatus.PROCESSING.value, RecordingStatus.QUEUED.value,
+                              RecordingStatus.FAILED.value]),
+    )  # fmt: skip
+
+
+def plan_pieces(
+    session: Session, claim: Claim, *, cuts: Sequence[float], duration: float, channels: str, now: datetime
+) -> Claim:
+    """Cut the claimed call at ``cuts`` (seconds): this attempt keeps piece 0, the others are queued for any
+    worker (their messages are sent after commit: ``find_dispatchable_pieces``). Returns the claim of piece 0.
+    """
+    task_id, worker = session.execute(
+        select(Recording.task_id, Recording.worker).where(Recording.id == claim.recording_id)
+    ).one()
+    _fenced_update(session, claim, current_attempt_id=None, split_channels=channels, duration_seconds=duration,
+                   heartbeat_at=now, updated_at=now, progress_seconds=None)  # fmt: skip
+    bounds = [0.0, *cuts, duration]
+    session.execute(
+        insert(Piece),
+        [
+            {"recording_id": claim.recording_id, "idx": i, "start_seconds": a, "end_seconds": b, "retry_count": 0,
+             "status": (PieceStatus.PROCESSING if i == 0 else PieceStatus.QUEUED).value, "updated_at": now,
+             **({"current_attempt_id": claim.attempt_id, "task_id": task_id, "worker": worker, "started_at": now,
+                 "heartbeat_at": now} if i == 0 else {})}
+            for i, (a, b) in enumerate(itertools.pairwise(bounds))
+        ],
+    )  # fmt: skip
+    session.execute(
+        update(Attempt)
+        .where(Attempt.id == claim.attempt_id)
+        .values(piece=0, audio_start_seconds=0.0)
+        .execution_options(synchronize_session=False)
+    )
+    log.info("recording %s: cut into %d pieces at %s", claim.recording_id, len(bounds) - 1,
+             ", ".join(clock(c) for c in cuts))  # fmt: skip
+    return replace(claim, piece=0, piece_start=0.0, piece_end=bounds[1], split_channels=channels,
+                   duration_seconds=duration, resume_from=0.0, next_segment_idx=0)  # fmt: skip
+
+
+def claim_piece(
+    session: Session, *, recording_id: uuid.UUID, piece: int, task_id: str | None, worker: str, now: datetime
+) -> Claim | None:
+    """Take a queued, due piece of a recording being worked on, or return ``None`` (compare-and-set, as for
+    recordings: a second delivery of one message is a no-op)."""
+    taken = session.execute(
+        update(Piece)
+        .where(
+            Piece.recording_id == recording_id,
+            Piece.idx == piece,
+            Piece.status == PieceStatus.QUEUED.value,
+            or_(Piece.not_before.is_(None), Piece.not_before <= now),
+            exists().where(Recording.id == Piece.recording_id, Recording.status == RecordingStatus.PROCESSING.value),
+        )
+        .values(
+            status=PieceStatus.PROCESSING.value,
+            started_at=now,
+            finished_at=None,
+            heartbeat_at=now,
+            worker=worker,
+            task_id=task_id,
+            updated_at=now,
+        )  # fmt: skip
+        .returning(Piece.start_seconds, Piece.end_seconds)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if taken is None:
+        return None
+    start, end = taken
+    row = session.execute(
+        select(Recording.file_path, Recording.file_name, Recording.file_size, Recording.content_sha256,
+               Recording.duration_seconds, Recording.file_path_bytes, Recording.split_channels)
+        .where(Recording.id == recording_id)
+        .with_for_update()  # one claim at a time per recording: attempt numbers are drawn under this lock
+    ).one()  # fmt: skip
+    number = _next_attempt(session, recording_id)
+    resume_from, next_idx = _piece_resume_point(session, recording_id, piece, start)
+    _close_orphans(session, recording_id, now=now, by=number, piece=piece)
+    attempt_id = _open_attempt(session, recording_id, number, task_id=task_id, worker=worker, now=now,
+                               start=resume_from, piece=piece)  # fmt: skip
+    session.execute(
+        update(Piece)
+        .where(Piece.recording_id == recording_id, Piece.idx == piece)
+        .values(current_attempt_id=attempt_id, progress_seconds=resume_from)
+        .execution_options(synchronize_session=False)
+    )
+    _summarise(session, recording_id, now=now)
+    return Claim(recording_id, attempt_id, number, row.file_path, row.file_name, row.file_size, row.content_sha256,
+                 row.duration_seconds, resume_from, next_idx, now, row.file_path_bytes, piece=piece, piece_start=start,
+                 piece_end=end, split_channels=row.split_channels)  # fmt: skip
+
+
+def _piece_resume_point(session: Session, recording_id: uuid.UUID, piece: int, start: float) -> tuple[float, int]:
+    """Where an attempt of a piece starts: after what earlier attempts of that piece saved or decoded."""
+    first = piece * SEGMENTS_PER_PIECE
+    mine = and_(SegmentRow.recording_id == recording_id, SegmentRow.idx >= first,
+                SegmentRow.idx < first + SEGMENTS_PER_PIECE)  # fmt: skip
+    saved_end, last_idx = session.execute(select(func.max(SegmentRow.end), func.max(SegmentRow.idx)).where(mine)).one()
+    reached = session.scalar(
+        select(func.max(Attempt.audio_end_seconds)).where(Attempt.recording_id == recording_id, Attempt.piece == piece)
+    )
+    resume = max(start, float(saved_end or 0.0), float(reached or 0.0))
+    return resume, (int(last_idx) + 1 if last_idx is not None else first)
+
+
+def _go_on_with_pieces(
+    session: Session, recording_id: uuid.UUID, *, task_id: str | None, worker: str, now: datetime
+) -> Claim | None:
+    """A split recording queued again (reset, SQL, a rescued merge) goes on from where its pieces stand.
+
+    Failed pieces, and any left ``processing`` without a running attempt, are queued again with their
+    retries cleared; completed ones are kept. This attempt takes the first due piece, or merges the call
+    when all are done; ``None`` when the rest is in flight (their attempts finish the call).
+    """
+    orphaned = and_(
+        Piece.status == PieceStatus.PROCESSING.value,
+        ~exists().where(Attempt.id == Piece.current_attempt_id, Attempt.outcome == AttemptOutcome.RUNNING.value),
+    )
+    session.execute(
+        update(Piece)
+        .where(Piece.recording_id == recording_id, or_(Piece.status == PieceStatus.FAILED.value, orphaned))
+        .values(
+            status=PieceStatus.QUEUED.value,
+            retry_count=0,
+            error_message=None,
+            not_before=None,
+            task_id=None,
+            current_attempt_id=None,
+            updated_at=now,
+        )  # fmt: skip
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Recording)
+        .where(Recording.id == recording_id)
+        .values(current_attempt_id=None, finished_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    first = session.scalar(
+        select(Piece.idx)
+        .where(
+            Piece.recording_id == recording_id,
+            Piece.status == PieceStatus.QUEUED.value,
+            or_(Piece.not_before.is_(None), Piece.not_before <= now),
+        )  # fmt: skip
+        .order_by(Piece.idx)
+        .limit(1)
+    )
+    if first is not None:
+        return claim_piece(session, recording_id=recording_id, piece=first, task_id=task_id, worker=worker, now=now)
+    left = session.scalar(
+        select(func.count()).where(Piece.recording_id == recording_id, Piece.status != PieceStatus.COMPLETED.value)
+    )
+    if left:
+        _summarise(session, recording_id, now=now)
+        return None
+    row = session.execute(
+        select(Recording.file_path, Recording.file_name, Recording.file_size, Recording.content_sha256,
+               Recording.duration_seconds, Recording.file_path_bytes, Recording.split_channels)
+        .where(Recording.id == recording_id)
+    ).one()  # fmt: skip
+    number = _next_attempt(session, recording_id)
+    _close_orphans(session, recording_id, now=now, by=number)
+    end = float(row.duration_seconds or 0.0)
+    attempt_id = _open_attempt(session, recording_id, number, task_id=task_id, worker=worker, now=now, start=end)
+    session.execute(
+        update(Recording)
+        .where(Recording.id == recording_id)
+        .values(current_attempt_id=attempt_id, progress_seconds=row.duration_seconds)
+        .execution_options(synchronize_session=False)
+    )
+    return Claim(recording_id, attempt_id, number, row.file_path, row.file_name, row.file_size, row.content_sha256,
+                 row.duration_seconds, end, 0, now, row.file_path_bytes, split_channels=row.split_channels,
+                 merge=True)  # fmt: skip
+
+
+def _summarise(
+    session: Session, recording_id: uuid.UUID, *, now: datetime, error: str | None = None, failed: bool = False
+) -> None:
+    """The recording as the sum of its pieces: progress, heartbeat and the retries of its most retried piece;
+    ``error`` becomes its error message (a piece's retry, or with ``failed`` the cause that fails the call)."""
+    done = (
+        select(func.coalesce(func.sum(
+            case((Piece.status == PieceStatus.COMPLETED.value, Piece.end_seconds),
+                 else_=func.coalesce(Piece.progress_seconds, Piece.start_seconds)) - Piece.start_seconds), 0.0))
+        .where(Piece.recording_id == recording_id)
+        .scalar_subquery()
+    )  # fmt: skip
+    retries = (
+        select(func.coalesce(func.max(Piece.retry_count), 0)).where(Piece.recording_id == recording_id)
+    ).scalar_subquery()
+    values: dict[str, object] = {"progress_seconds": done, "retry_count": retries, "heartbeat_at": now,
+                                 "updated_at": now}  # fmt: skip
+    if error is not None:
+        values["error_message"] = error
+    if failed:
+        values.update(status=RecordingStatus.FAILED.value, finished_at=now, task_id=None)
+    session.execute(
+        update(Recording)
+        .where(Recording.id == recording_id, Recording.status == RecordingStatus.PROCESSING.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _piece_said(session: Session, recording_id: uuid.UUID, piece: int, start: float, end: float, message: str) -> str:
+    """A piece's error as the recording shows it: which piece, where in the call, then the cause."""
+    count = session.scalar(select(func.count()).where(Piece.recording_id == recording_id)) or 0
+    return f"Piece {piece + 1} of {count} ({clock(start)}-{clock(end)}): {message}"
+
+
+def complete_piece(
+    session: Session,
+    claim: Claim,
+    *,
+    now: datetime,
+    speech: Sequence[Gap],
+    language: str | None,
+    language_probability: float | None,
+) -> Claim | None:
+    """Mark a piece done with what it found (fenced). When it was the last, this attempt holds the recording
+    to merge it: the merge claim is returned and the attempt stays open until ``complete_recording``."""
+    _fenced_update(session, claim, status=PieceStatus.COMPLETED.value, finished_at=now, heartbeat_at=now,
+                   updated_at=now, progress_seconds=claim.piece_end, not_before=None, error_message=None,
+                   speech=json.dumps([[g.start, g.end, g.speaker] for g in speech]), language=language,
+                   language_probability=language_probability)  # fmt: skip
+    session.execute(select(Recording.id).where(Recording.id == claim.recording_id).with_for_update())
+    left = session.scalar(
+        select(func.count()).where(
+            Piece.recording_id == claim.recording_id, Piece.status != PieceStatus.COMPLETED.value
+        )  # fmt: skip
+    )
+    merging = 0
+    if not left:  # the last piece: the recording is this attempt's to merge (unless it was reset meanwhile)
+        merging = session.execute(
+            update(Recording)
+            .where(
+                Recording.id == claim.recording_id,
+                Recording.status == RecordingStatus.PROCESSING.value,
+                Recording.current_attempt_id.is_(None),
+            )  # fmt: skip
+            .values(current_attempt_id=claim.attempt_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+    _summarise(session, claim.recording_id, now=now)
+    if merging != 1:
+        _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.SUCCEEDED, error=None,
+                       end=claim.piece_end)  # fmt: skip
+        return None
+    return replace(claim, piece=None, merge=True)
+
+
+def merged_pieces(session: Session, recording_id: uuid.UUID) -> tuple[list[Gap], str | None, float | None]:
+    """What the pieces of a split call found, for its merge: the speech VAD heard over the whole call, and the
+    language of most of its audio with the mean certainty of the pieces that heard it."""
+    rows = session.execute(
+        select(Piece.speech, Piece.language, Piece.language_probability, Piece.start_seconds, Piece.end_seconds)
+        .where(Piece.recording_id == recording_id)
+        .order_by(Piece.idx)
+    ).all()
+    speech = [Gap(float(a), float(b), who) for r in rows for a, b, who in json.loads(r.speech or "[]")]
+    heard: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r.language:
+            heard.setdefault(r.language, []).append((r.end_seconds - r.start_seconds, r.language_probability or 0.0))
+    if not heard:
+        return speech, None, None
+    language, spans = max(heard.items(), key=lambda item: sum(length for length, _ in item[1]))
+    total = sum(length for length, _ in spans) or 1.0
+    return speech, language, sum(length * p for length, p in spans) / total
+
+
+def find_dispatchable_pieces(
+    session: Session,
+    *,
+    now: datetime,
+    live_task_ids: Collection[str] | None,
+    limit: int = 1000,
+    send_grace: float = 0.0,
+) -> list[tuple[uuid.UUID, int, str | None, str]]:
+    """Queued, due pieces of recordings being worked on that have no live message:
+    (recording id, piece, last task id, file name); the rules are ``find_dispatchable``'s."""
+    claimed = exists().where(Attempt.recording_id == Piece.recording_id, Attempt.task_id == Piece.task_id)
+    rows = session.execute(
+        select(Piece.recording_id, Piece.idx, Piece.task_id, Recording.file_name, Piece.dispatched_at,
+               claimed.label("spent"))
+        .join(Recording, Recording.id == Piece.recording_id)
+        .where(Piece.status == PieceStatus.QUEUED.value, Recording.status == RecordingStatus.PROCESSING.value)
+        .where(or_(Piece.not_before.is_(None), Piece.not_before <= now))
+        .order_by(Recording.created_at, Piece.idx)
+        .limit(limit)
+    ).all()  # fmt: skip
+    return [(rid, idx, tid, name) for rid, idx, tid, name, handed, spent in rows
+            if _without_message(tid, spent, handed, live_task_ids, now - timedelta(seconds=send_grace))]  # fmt: skip
+
+
+def _without_message(
+    task_id: str | None, spent: bool, handed: datetime | None, live: Collection[str] | None, settled_before: datetime
+) -> bool:
+    """No live message carries this unit of work (see ``find_dispatchable``)."""
+    return (
+        task_id is None
+        or spent
+        or (live is not None and task_id not in live and (handed is None or handed <= settled_before))
+    )
+
+
+def mark_piece_dispatched(
+    session: Session,
+    *,
+    recording_id: uuid.UUID,
+    piece: int,
+    previous_task_id: str | None,
+    task_id: str,
+    now: datetime,
+) -> bool:
+    """``mark_dispatched`` for one piece."""
+    previous = Piece.task_id.is_(None) if previous_task_id is None else Piece.task_id == previous_task_id
+    result = session.execute(
+        update(Piece)
+        .where(
+            Piece.recording_id == recording_id, Piece.idx == piece, Piece.status == PieceStatus.QUEUED.value, previous
+        )  # fmt: skip
+        .values(task_id=task_id, dispatched_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _close_orphans(
+    session: Session, recording_id: uuid.UUID, *, now: datetime, by: int, piece: int | None = None
+) -> None:
     """Close attempts still marked running: the recording was queued, so none of them holds it any more.
 
     They are left by an operator who set a processing recording back to ``queued`` in
     SQL while its worker ran; that worker stops at its next heartbeat. Closing them here
-    keeps two attempts of one recording from ever overlapping in ``attempts``.
+    keeps two attempts of one recording from ever overlapping in ``attempts``. For a piece, only that
+    piece's attempts count (the other pieces of the call run meanwhile, as they should).
     """
-    reason = f"Superseded: the recording was queued again while this attempt ran; attempt {by} took it"
+    what = "recording" if piece is None else "piece"
+    reason = f"Superseded: the {what} was queued again while this attempt ran; attempt {by} took it"
+    same = Attempt.piece.is_(None) if piece is None else Attempt.piece == piece
     session.execute(
         update(Attempt)
-        .where(Attempt.recording_id == recording_id, Attempt.outcome == AttemptOutcome.RUNNING.value)
+        .where(Attempt.recording_id == recording_id, Attempt.outcome == AttemptOutcome.RUNNING.value, same)
         .values(
             outcome=AttemptOutcome.LOST.value,
             finished_at=now,
@@ -468,6 +871,7 @@ def timeouts_without_progress(session: Session, claim: Claim) -> int:
     rows = session.execute(
         select(Attempt.outcome, Attempt.audio_start_seconds, Attempt.audio_end_seconds)
         .where(Attempt.recording_id == claim.recording_id, Attempt.attempt < claim.attempt)
+        .where(Attempt.piece.is_(None) if claim.piece is None else Attempt.piece == claim.piece)
         .order_by(Attempt.attempt.desc())
         .limit(20)
     ).all()
@@ -483,8 +887,11 @@ def timeouts_without_progress(session: Session, claim: Claim) -> int:
 def set_attempt_plan(
     session: Session, claim: Claim, *, duration_seconds: float | None, time_limit: float | None
 ) -> None:
-    """Store the probed duration and the attempt's effective time limit."""
-    _fenced_recording_update(session, claim, duration_seconds=duration_seconds)
+    """Store the probed duration (of a whole call) and the attempt's effective time limit."""
+    if claim.piece is None:
+        _fenced_update(session, claim, duration_seconds=duration_seconds)
+    else:
+        _fenced_update(session, claim, updated_at=utcnow())
     session.execute(
         update(Attempt)
         .where(Attempt.id == claim.attempt_id)
@@ -509,7 +916,7 @@ def save_progress(
     values: dict[str, object] = {"heartbeat_at": now, "updated_at": now}
     if progress_seconds is not None:
         values["progress_seconds"] = progress_seconds
-    _fenced_recording_update(session, claim, **values)
+    _fenced_update(session, claim, **values)
     if segments:
         session.execute(
             insert(SegmentRow), [_segment_row(claim, first_idx + i, seg, claim.attempt_id) for i, seg in
@@ -525,6 +932,8 @@ def save_progress(
             )
             .execution_options(synchronize_session=False)
         )
+    if claim.piece is not None:
+        _summarise(session, claim.recording_id, now=now)
 
 
 def save_speaker_turns(
@@ -536,7 +945,7 @@ def save_speaker_turns(
     them instead of diarizing again, so the whole call has one set of labels. An ``error``
     means the call goes on without turns; the transcript is never failed for them.
     """
-    _fenced_recording_update(session, claim, speaker_turns=found.dumps() if found else None,
+    _fenced_update(session, claim, speaker_turns=found.dumps() if found else None,
                              speaker_error=printable(error) if error else None, heartbeat_at=now,
                              updated_at=now)  # fmt: skip
 
@@ -578,7 +987,25 @@ def _segment_row(claim: Claim, idx: int, seg: Segment, attempt_id: int | None) -
     }
 
 
-def _fenced_recording_update(session: Session, claim: Claim, **values: object) -> None:
+def _fenced_update(session: Session, claim: Claim, **values: object) -> None:
+    """Write the claimed row (the recording, or the piece) while this attempt still holds it, else ``LeaseLost``."""
+    if claim.piece is not None:
+        result = session.execute(
+            update(Piece)
+            .where(
+                Piece.recording_id == claim.recording_id,
+                Piece.idx == claim.piece,
+                Piece.status == PieceStatus.PROCESSING.value,
+                Piece.current_attempt_id == claim.attempt_id,
+                _recording_keeps_pieces(),
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(f"piece {claim.piece} of recording {claim.recording_id} is no longer held by attempt "
+                            f"{claim.attempt}")  # fmt: skip
+        return
     result = session.execute(
         update(Recording)
         .where(
@@ -630,9 +1057,9 @@ def complete_recording(
         language_probability=language_probability,
         gaps=measured.review_gaps() if measured else (),
     )
-    covered = (duration_seconds or 0.0) - claim.resume_from
+    covered = (claim.piece_end if claim.piece_end is not None else duration_seconds or 0.0) - claim.resume_from
     speed = (now - claim.claimed_at).total_seconds() / covered if claim.claimed_at and covered > 1.0 else None
-    _fenced_recording_update(
+    _fenced_update(
         session,
         claim,
         status=RecordingStatus.COMPLETED.value,
@@ -658,9 +1085,10 @@ def complete_recording(
         speaker_stats=speaker_stats.dumps() if speaker_stats else None,
         updated_at=now,
     )
-    _close_attempt(
-        session, claim.attempt_id, now=now, outcome=AttemptOutcome.SUCCEEDED, error=None, end=duration_seconds
-    )
+    end = claim.piece_end if claim.piece_end is not None else duration_seconds
+    _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.SUCCEEDED, error=None, end=end)
+    if claim.merge:  # merged: the pieces did their work (their attempts keep the history)
+        session.execute(delete(Piece).where(Piece.recording_id == claim.recording_id))
     if notify:
         flagged = figures.needs_review or bool(speaker_review)
         outbox.emit(session, claim.recording_id, Event.COMPLETED, *([Event.NEEDS_REVIEW] if flagged else []), now=now)
@@ -676,6 +1104,9 @@ def fail_attempt(
     """
     retryable = isinstance(error, RetryableError)
     cause = printable(str(error) or type(error).__name__)  # no NUL, surrogate or line break in a column
+    if claim.piece is not None:
+        return _fail_piece(session, claim, cause=cause, retryable=retryable, outcome=outcome_for(error), now=now,
+                           policy=policy, notify=notify)  # fmt: skip
     retry_count = session.scalar(select(Recording.retry_count).where(Recording.id == claim.recording_id)) or 0
     decision = decide_after_error(
         cause=cause,
@@ -687,11 +1118,49 @@ def fail_attempt(
         backoff_cap=policy.backoff_cap,
         jitter=random.random(),
     )
-    _fenced_recording_update(session, claim, **_decision_values(decision, now))
+    _fenced_update(session, claim, **_decision_values(decision, now))
     _close_attempt(session, claim.attempt_id, now=now, outcome=outcome_for(error), error=cause, end=None)
     if notify and decision.status is RecordingStatus.FAILED:
         outbox.emit(session, claim.recording_id, Event.FAILED, now=now)
     return decision.status
+
+
+def _fail_piece(
+    session: Session,
+    claim: Claim,
+    *,
+    cause: str,
+    retryable: bool,
+    outcome: AttemptOutcome,
+    now: datetime,
+    policy: RetryPolicy,
+    notify: bool,
+) -> RecordingStatus:
+    """A piece's attempt failed: the piece is retried under the policy on its own count; a piece that fails
+    for good fails the recording with its cause. Returns the recording's status."""
+    retry_count = session.scalar(
+        select(Piece.retry_count).where(Piece.recording_id == claim.recording_id, Piece.idx == claim.piece)
+    )
+    decision = decide_after_error(cause=cause, retryable=retryable, retry_count=retry_count or 0,
+                                  max_retries=policy.max_retries, now=now, backoff_base=policy.backoff_base,
+                                  backoff_cap=policy.backoff_cap, jitter=random.random())  # fmt: skip
+    _fenced_update(session, claim, **_decision_values(decision, now))
+    _close_attempt(session, claim.attempt_id, now=now, outcome=outcome, error=cause, end=None)
+    said = _piece_said(session, claim.recording_id, claim.piece or 0, claim.piece_start,
+                       claim.piece_end or claim.piece_start, decision.error_message)  # fmt: skip
+    return _piece_decided(session, claim.recording_id, said, failed=decision.status is RecordingStatus.FAILED,
+                          now=now, notify=notify)  # fmt: skip
+
+
+def _piece_decided(
+    session: Session, recording_id: uuid.UUID, error: str, *, failed: bool, now: datetime, notify: bool
+) -> RecordingStatus:
+    """The recording after one of its pieces failed: still processing (the piece is retried) or failed."""
+    _summarise(session, recording_id, now=now, error=error, failed=failed)
+    status = session.scalar(select(Recording.status).where(Recording.id == recording_id))
+    if notify and failed and status == RecordingStatus.FAILED.value:
+        outbox.emit(session, recording_id, Event.FAILED, now=now)
+    return RecordingStatus(status) if status else RecordingStatus.FAILED
 
 
 def release_claim(session: Session, claim: Claim, *, now: datetime, reason: str) -> None:
@@ -699,10 +1168,10 @@ def release_claim(session: Session, claim: Claim, *, now: datetime, reason: str)
 
     Its saved segments stay, so the next attempt resumes after them.
     """
-    _fenced_recording_update(
-        session, claim, status=RecordingStatus.QUEUED.value, not_before=None, task_id=None, updated_at=now
-    )
+    _fenced_update(session, claim, status=RecordingStatus.QUEUED.value, not_before=None, task_id=None, updated_at=now)
     _close_attempt(session, claim.attempt_id, now=now, outcome=AttemptOutcome.LOST, error=reason, end=None)
+    if claim.piece is not None:
+        _summarise(session, claim.recording_id, now=now)
 
 
 def abandon_attempt(session: Session, claim: Claim, *, now: datetime) -> str:
@@ -714,6 +1183,11 @@ def abandon_attempt(session: Session, claim: Claim, *, now: datetime) -> str:
     row = session.execute(
         select(Recording.status, Recording.current_attempt_id).where(Recording.id == claim.recording_id)
     ).first()
+    if claim.piece is not None and row is not None:
+        held = session.scalar(
+            select(Piece.current_attempt_id).where(Piece.recording_id == claim.recording_id, Piece.idx == claim.piece)
+        )
+        row = row._replace(current_attempt_id=held) if row.status != RecordingStatus.SKIPPED.value else row
     if row is None:
         reason = "Lease lost: the recording was deleted while this attempt ran"
     elif row.current_attempt_id not in (None, claim.attempt_id):
@@ -792,9 +1266,11 @@ def rescue_stuck(
         return None
     cutoff = now - timedelta(seconds=stuck_timeout)
     last_sign = last_sign_of_life()
+    # A split call is judged by its pieces while any is left to do; once all are done, by its merge.
+    pieces_left = exists().where(Piece.recording_id == Recording.id, Piece.status != PieceStatus.COMPLETED.value)
     stuck = session.execute(
         select(Recording.id, Recording.current_attempt_id, Recording.retry_count, last_sign.label("last_sign")).where(
-            Recording.status == RecordingStatus.PROCESSING.value, last_sign < cutoff
+            Recording.status == RecordingStatus.PROCESSING.value, last_sign < cutoff, ~pieces_left
         )
     ).all()
     rescued: list[Rescued] = []
@@ -831,6 +1307,47 @@ def rescue_stuck(
             outbox.emit(session, recording_id, Event.FAILED, now=now)
         log.warning("rescued recording %s: %s -> %s", recording_id, cause, decision.status.value)
         rescued.append(Rescued(recording_id, decision.status, decision.error_message))
+    return rescued + _rescue_pieces(session, now=now, cutoff=cutoff, policy=policy, notify=notify)
+
+
+def _rescue_pieces(
+    session: Session, *, now: datetime, cutoff: datetime, policy: RetryPolicy, notify: bool
+) -> list[Rescued]:
+    """Pieces whose heartbeat stopped: queued again (a retry of that piece) or failed, failing their call."""
+    last_sign = func.coalesce(Piece.heartbeat_at, Piece.started_at, Piece.updated_at)
+    stuck = session.execute(
+        select(Piece.recording_id, Piece.idx, Piece.current_attempt_id, Piece.retry_count, Piece.start_seconds,
+               Piece.end_seconds, last_sign.label("last_sign"))
+        .where(Piece.status == PieceStatus.PROCESSING.value, last_sign < cutoff)
+    ).all()  # fmt: skip
+    rescued: list[Rescued] = []
+    for rid, idx, attempt_id, retry_count, start, end, last_seen in stuck:
+        cause = f"Worker lost: no heartbeat for {int((now - last_seen).total_seconds())}s"
+        decision = decide_after_error(cause=cause, retryable=True, retry_count=retry_count, now=now,
+                                      max_retries=policy.max_retries, backoff_base=policy.backoff_base,
+                                      backoff_cap=policy.backoff_cap, jitter=random.random())  # fmt: skip
+        fence = Piece.current_attempt_id.is_(None) if attempt_id is None else Piece.current_attempt_id == attempt_id
+        result = session.execute(
+            update(Piece)
+            .where(
+                Piece.recording_id == rid,
+                Piece.idx == idx,
+                Piece.status == PieceStatus.PROCESSING.value,
+                fence,
+                last_sign < cutoff,
+            )  # fmt: skip
+            .values(**_decision_values(decision, now))
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        if attempt_id is not None:
+            _close_attempt(session, attempt_id, now=now, outcome=AttemptOutcome.LOST, error=cause, end=None)
+        said = _piece_said(session, rid, idx, start, end, decision.error_message)
+        status = _piece_decided(session, rid, said, failed=decision.status is RecordingStatus.FAILED, now=now,
+                                notify=notify)  # fmt: skip
+        log.warning("rescued piece %d of recording %s: %s -> %s", idx, rid, cause, decision.status.value)
+        rescued.append(Rescued(rid, status, said))
     return rescued
 
 

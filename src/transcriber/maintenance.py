@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,7 +21,11 @@ from transcriber.tables import ServiceRun
 
 log = logging.getLogger(__name__)
 
-SendTask = Callable[[uuid.UUID, str, str], None]  # recording id, task id, file name
+
+class SendTask(Protocol):
+    """Sends one transcription message: recording id, task id, file name, and the piece of a split call."""
+
+    def __call__(self, recording_id: uuid.UUID, task_id: str, file_name: str, piece: int | None = None) -> None: ...
 
 
 def _ran_recently(session: Session, name: str, now: datetime, interval: float) -> bool:
@@ -73,14 +78,32 @@ def dispatch_queued(
         candidates = lifecycle.find_dispatchable(
             session, now=now, live_task_ids=live_task_ids, limit=limit, send_grace=send_grace
         )
-        lifecycle.record_service_run(session, name="dispatch_queued", now=now, detail=f"due {len(candidates)}")
+        pieces = lifecycle.find_dispatchable_pieces(
+            session, now=now, live_task_ids=live_task_ids, limit=limit, send_grace=send_grace
+        )
+        detail = f"due {len(candidates)}" + (f", pieces {len(pieces)}" if pieces else "")
+        lifecycle.record_service_run(session, name="dispatch_queued", now=now, detail=detail)
     sent = 0
     for recording_id, previous, file_name in candidates:
         if dispatch_one(sessions, recording_id, file_name, previous_task_id=previous, send=send, now=now):
             sent += 1
+    for recording_id, piece, previous, file_name in pieces:
+        if dispatch_one(sessions, recording_id, file_name, previous_task_id=previous, send=send, now=now, piece=piece):
+            sent += 1
     if sent:
-        log.info("dispatched %d queued recording(s)", sent)
+        log.info("dispatched %d queued recording(s) and piece(s)", sent)
     return sent
+
+
+def dispatch_pieces(sessions: sessionmaker[Session], recording_id: uuid.UUID, *, send: SendTask, now: datetime) -> int:
+    """Send the pieces of one call that never had a message (just cut): at once, not at beat's next tick."""
+    with transaction(sessions) as session:
+        due = [p for p in lifecycle.find_dispatchable_pieces(session, now=now, live_task_ids=None)
+               if p[0] == recording_id and p[2] is None]  # fmt: skip
+    return sum(
+        dispatch_one(sessions, rid, name, previous_task_id=None, send=send, now=now, piece=piece)
+        for rid, piece, _, name in due
+    )
 
 
 def dispatch_one(
@@ -91,13 +114,28 @@ def dispatch_one(
     previous_task_id: str | None,
     send: SendTask,
     now: datetime,
+    piece: int | None = None,
 ) -> bool:
-    """Commit a fresh task id for one queued recording, then send its message."""
+    """Commit a fresh task id for one queued recording (or piece), then send its message."""
     task_id = str(uuid.uuid4())
     with transaction(sessions) as session:
-        if not lifecycle.mark_dispatched(
-            session, recording_id=recording_id, previous_task_id=previous_task_id, task_id=task_id, now=now
-        ):
+        if piece is None:
+            marked = lifecycle.mark_dispatched(
+                session, recording_id=recording_id, previous_task_id=previous_task_id, task_id=task_id, now=now
+            )
+        else:
+            marked = lifecycle.mark_piece_dispatched(
+                session,
+                recording_id=recording_id,
+                piece=piece,
+                previous_task_id=previous_task_id,
+                task_id=task_id,
+                now=now,
+            )
+        if not marked:
             return False
-    send(recording_id, task_id, file_name)
+    if piece is None:
+        send(recording_id, task_id, file_name)
+    else:
+        send(recording_id, task_id, file_name, piece)
     return True

@@ -31,6 +31,8 @@ _ACCEPTS: dict[str, str] = {
     "retry_backoff_max_seconds": "a number of seconds >= 0",
     "stuck_timeout_seconds": "a whole number of seconds > 0, at least 3 x HEARTBEAT_SECONDS",
     "heartbeat_seconds": "a number of seconds > 0",
+    "split_min_seconds": "a number of seconds >= 0 (0 = never split a call)",
+    "split_target_seconds": "a number of seconds >= 30",
     "cleanup_interval_seconds": "a number of seconds > 0",
     "dispatch_interval_seconds": "a number of seconds > 0",
     "broker_visibility_timeout_seconds": "a whole number of seconds >= 0 (0 = derived from the time limit)",
@@ -102,6 +104,10 @@ class Settings(BaseSettings):
     cleanup_interval_seconds: float = Field(60.0, gt=0)
     # How often beat looks for queued recordings that are due (a retry whose backoff ended, an SQL reset).
     dispatch_interval_seconds: float = Field(2.0, gt=0)
+    # A call longer than this is cut at silences into pieces of about SPLIT_TARGET_SECONDS that any free worker
+    # transcribes, then merged (lifecycle.py, splitting.py); 0 = every call in one piece.
+    split_min_seconds: float = Field(600.0, ge=0)
+    split_target_seconds: float = Field(300.0, ge=30)
     # Redis redelivers an unacknowledged message after this long; 0 = derived (at least 12 h, above any limit).
     broker_visibility_timeout_seconds: int = Field(0, ge=0)
 

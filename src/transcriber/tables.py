@@ -161,6 +161,58 @@ class Recording(Base):
     call_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     contact: Mapped[str | None] = mapped_column(Text)
     direction: Mapped[str | None] = mapped_column(String(16))
+    # A call split into pieces (``pieces``): how every piece treats the channels ("mono" or "split"), fixed
+    # once when it was cut so all pieces agree. NULL for a call transcribed in one piece.
+    split_channels: Mapped[str | None] = mapped_column(String(8))
+
+
+class PieceStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Piece(Base):
+    """One stretch of a long call, cut at a silence: a unit of work of its own (lifecycle.py).
+
+    It has what a recording has to be worked on safely: status, retries with backoff, its
+    own task message, the fence (``current_attempt_id``), a heartbeat and a resume point.
+    The recording stays the one row operators see; its status, progress, ``retry_count``
+    and ``error_message`` summarise its pieces. The rows go when the call is merged.
+    """
+
+    __tablename__ = "pieces"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", PieceStatus), name="status"),
+        CheckConstraint("retry_count >= 0", name="retry_count"),
+        Index("ix_pieces_status_not_before", "status", "not_before"),
+    )
+
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, ... in time order
+    start_seconds: Mapped[float] = mapped_column(Float)
+    end_seconds: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default=PieceStatus.QUEUED.value)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error_message: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_attempt_id: Mapped[int | None] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    progress_seconds: Mapped[float | None] = mapped_column(Float)  # decoded up to here (the call's time)
+    # What the finished piece found besides its segments, for the merge: the VAD's speech as JSON
+    # [[start, end, speaker], ...] and the language.
+    speech: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    language_probability: Mapped[float | None] = mapped_column(Float)
 
 
 class Attempt(Base):
@@ -187,6 +239,8 @@ class Attempt(Base):
     # The class of the failure (errors.cause_of): timeout, worker_lost, unreadable, io, ... ; NULL while running
     # and for successes. What ``transcriber_failures_total{cause}`` counts.
     cause: Mapped[str | None] = mapped_column(String(32))
+    # The piece of a split call this attempt worked on (``pieces.idx``); NULL for a whole call, or its merge.
+    piece: Mapped[int | None] = mapped_column(Integer)
 
 
 class Segment(Base):

@@ -98,10 +98,36 @@ class _Speakers:
         return {"type": "turns", **found.to_json()}
 
 
+def _piece_of(
+    request: dict[str, Any], channels: str, send: Any
+) -> tuple[tuple[float, float] | None, str, float | None]:
+    """The audio range this request decodes, how its channels are taken, and the whole call's duration.
+
+    A piece names its range; a long call not yet cut (``split``) is cut here: the plan is sent as
+    ``pieces`` and piece 0 is decoded. ``None`` for a call decoded whole.
+    """
+    from transcriber.audio import probe_duration
+    from transcriber.splitting import plan_pieces
+
+    if request.get("piece"):
+        start, end = request["piece"]
+        return (float(start), float(end)), str(request.get("split_channels") or "mono"), request.get("duration")
+    split = request.get("split")
+    duration = probe_duration(request["path"]) if split else None
+    if not split or not duration or duration <= float(split["min"]):
+        return None, channels, None
+    plan = plan_pieces(request["path"], duration=duration, target_seconds=float(split["target"]), channels=channels)
+    if not plan.cuts:
+        return None, channels, None
+    send({"type": "pieces", "cuts": list(plan.cuts), "duration": plan.duration, "channels": plan.mode})
+    return plan.pieces()[0], plan.mode, plan.duration
+
+
 def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers | None = None) -> None:
     """Answer one request; every reply carries the request's id (the parent drops any other)."""
     from transcriber.audio import SAMPLE_RATE, check_complete, decode_sides, probe_duration
     from transcriber.decoding import decode
+    from transcriber.splitting import decode_range
 
     request_id = request.get("id")
 
@@ -111,25 +137,41 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers 
     try:
         options = dict(request["options"])
         speakers = options.pop("speakers", None) or ["caller", "callee"]
-        sides = decode_sides(request["path"], options.pop("channels", "auto"))
-        duration = sides[0].shape[0] / SAMPLE_RATE
-        check_complete(duration, probe_duration(request["path"]))
-        send({"type": "info", "duration": duration, "channels": len(sides)})
+        channels = options.pop("channels", "auto")
+        path = request["path"]
+        if request.get("turns_only"):  # the merge of a split mono call: its speaker turns, over the whole call
+            samples = decode_sides(path, "mix")[0]
+            send({"type": "diarizing"})
+            send((voices or _Speakers(0)).turns(samples, int((request.get("diarize") or {}).get("max_speakers") or 2)))
+            send({"type": "done", "language": None, "language_probability": None, "speech": None, "rss_mb": _rss_mb()})
+            return
+        piece, mode, total = _piece_of(request, channels, send)
+        if piece is None:
+            sides, origin = decode_sides(path, channels), 0.0
+            total = sides[0].shape[0] / SAMPLE_RATE
+            check_complete(total, probe_duration(path))
+        else:
+            origin, end = piece
+            sides = decode_range(path, origin, end, mode=mode)
+            if end >= (total or 0.0) - 0.05:  # the last piece reads to the end: a truncated file shows here
+                check_complete(origin + sides[0].shape[0] / SAMPLE_RATE, total)
+        send({"type": "info", "duration": total, "channels": len(sides)})
         # Earlier attempts' segments, as the time they cover: [start, end, speaker] (the text does not matter here).
-        previous = [Segment(float(a), float(b), "(saved)", who) for a, b, who in request.get("previous") or []]
-        diarize = request.get("diarize") if len(sides) == 1 else None
+        previous = [Segment(float(a) - origin, float(b) - origin, "(saved)", who)
+                    for a, b, who in request.get("previous") or []]  # fmt: skip
+        diarize = request.get("diarize") if len(sides) == 1 and piece is None else None
         if diarize:  # the turns are given to words by their own times: keep them (found anyway by default)
             options["word_timestamps"] = True
         summary = decode(
             model,
             sides,
             options,
-            lambda segment: send({"type": "segment", **segment.to_wire()}),
-            start=float(request.get("start") or 0.0),
+            lambda segment: send({"type": "segment", **segment.shifted(origin).to_wire()}),
+            start=float(request.get("start") or 0.0) - origin,
             previous=previous,
             speakers=speakers,
             first_piece=request.get("first_piece"),
-            on_reached=lambda seconds: send({"type": "reached", "seconds": seconds}),
+            on_reached=lambda seconds: send({"type": "reached", "seconds": seconds + origin}),
         )
         if diarize and diarize.get("find", True):
             send({"type": "diarizing"})
@@ -139,7 +181,7 @@ def _serve(out: IO[str], model: Any, request: dict[str, Any], voices: _Speakers 
                 "type": "done",
                 "language": summary.language,
                 "language_probability": summary.language_probability,
-                "speech": [[g.start, g.end, g.speaker] for g in summary.speech],
+                "speech": [[g.start + origin, g.end + origin, g.speaker] for g in summary.speech],
                 "repaired": summary.repaired,
                 "rss_mb": _rss_mb(),
             }

@@ -151,11 +151,20 @@ class Turns:
 
 
 @dataclass(frozen=True)
+class Pieces:
+    """The call was cut at ``cuts`` (splitting.plan_pieces); what follows is piece 0's."""
+
+    cuts: tuple[float, ...]
+    duration: float
+    channels: str  # how every piece takes the channels: "mono" or "split"
+
+
+@dataclass(frozen=True)
 class Tick:
     """Nothing new for a while: a chance to heartbeat."""
 
 
-Event = Info | Segment | Reached | Diarizing | Turns | Done | Tick
+Event = Info | Segment | Reached | Diarizing | Turns | Done | Pieces | Tick
 Events = Generator[Event, None, None]
 
 
@@ -169,6 +178,15 @@ class Request:
     # Speaker turns of a mono call (``diarize_option``): words keep their times; "find": look for the turns
     # after decoding (false when an earlier attempt stored them).
     diarize: dict[str, Any] | None = None
+    # A long call not yet cut: {"min": s, "target": s}; the model process cuts it when it is longer than "min"
+    # (a ``Pieces`` event), then decodes piece 0.
+    split: dict[str, float] | None = None
+    # One piece of a split call: only its audio ``(start, end)`` is decoded, its channels taken as the plan
+    # says ("mono" or "split"); ``duration`` is the whole call's.
+    piece: tuple[float, float] | None = None
+    split_channels: str | None = None
+    duration: float | None = None
+    turns_only: bool = False  # only find the speaker turns of the whole call (the merge of a split mono call)
 
     def to_wire(self, request_id: str) -> dict[str, Any]:
         return {
@@ -180,6 +198,11 @@ class Request:
             "previous": [[s.start, s.end, s.speaker] for s in self.previous if s.text.strip()],
             "first_piece": self.first_piece,
             "diarize": self.diarize,
+            "split": self.split,
+            "piece": list(self.piece) if self.piece else None,
+            "split_channels": self.split_channels,
+            "duration": self.duration,
+            "turns_only": self.turns_only,
         }
 
 
@@ -242,6 +265,8 @@ def _event(message: dict[str, Any]) -> Event | None:
         return Reached(float(message["seconds"]))
     if kind == "diarizing":
         return Diarizing()
+    if kind == "pieces":
+        return Pieces(tuple(float(c) for c in message["cuts"]), float(message["duration"]), str(message["channels"]))
     if kind == "turns":
         if message.get("error"):
             return Turns(error=str(message["error"]))

@@ -38,6 +38,13 @@ class Segment:
             "words": [list(w) for w in self.words] if self.words else None,
         }
 
+    def shifted(self, seconds: float) -> Segment:
+        """The same segment ``seconds`` later (a piece's time as the whole call's)."""
+        if not seconds:
+            return self
+        words = tuple((a + seconds, b + seconds, w, p) for a, b, w, p in self.words) if self.words else self.words
+        return replace(self, start=self.start + seconds, end=self.end + seconds, words=words)
+
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Segment:
         return cls(

@@ -72,7 +72,7 @@ def worker_context() -> WorkerContext:
     global _context, _context_pid
     with _context_lock:
         if _context is None or _context_pid != os.getpid():
-            _context = WorkerContext.create(current_settings(), concurrency=_concurrency)
+            _context = WorkerContext.create(current_settings(), concurrency=_concurrency, send=send_transcribe)
             _context_pid = os.getpid()
         return _context
 
@@ -108,11 +108,12 @@ def _close_context(**_: Any) -> None:
         _context = None
 
 
-def send_transcribe(recording_id: uuid.UUID, task_id: str, file_name: str) -> None:
-    """Send one transcription message: the id is what counts; the file name is for Flower and logs."""
-    transcribe.apply_async(
-        args=[str(recording_id)], kwargs={"file": file_name}, task_id=task_id, queue=TRANSCRIBE_QUEUE
-    )
+def send_transcribe(recording_id: uuid.UUID, task_id: str, file_name: str, piece: int | None = None) -> None:
+    """Send one transcription message: the id (and piece) is what counts; the file name is for Flower and logs."""
+    kwargs: dict[str, Any] = {"file": file_name}
+    if piece is not None:
+        kwargs["piece"] = piece  # Flower shows it among the task's arguments
+    transcribe.apply_async(args=[str(recording_id)], kwargs=kwargs, task_id=task_id, queue=TRANSCRIBE_QUEUE)
 
 
 class AttemptFailed(Exception):
@@ -123,11 +124,13 @@ class AttemptFailed(Exception):
 
 
 @app.task(name="transcriber.transcribe", bind=True, throws=(AttemptFailed,))
-def transcribe(self: Task, recording_id: str, file: str | None = None) -> str:
-    """Run one attempt of one recording (``file`` is only there for Flower and logs)."""
+def transcribe(self: Task, recording_id: str, file: str | None = None, piece: int | None = None) -> str:
+    """Run one attempt of one recording, or of one ``piece`` of a split call (``file`` is for Flower and logs)."""
 
     def report(done: float, total: float | None) -> None:
-        meta = {"recording_id": recording_id, "done_seconds": round(done, 1), "duration_seconds": total}
+        meta: dict[str, Any] = {"recording_id": recording_id, "done_seconds": round(done, 1), "duration_seconds": total}
+        if piece is not None:
+            meta["piece"] = piece
         if total:
             meta["percent"] = round(100 * done / total, 1)
         # Flower keeps an event's "result": its task list then shows the progress in the Result column.
@@ -136,10 +139,14 @@ def transcribe(self: Task, recording_id: str, file: str | None = None) -> str:
 
     from transcriber.worker import run_attempt
 
-    outcome = run_attempt(worker_context(), uuid.UUID(recording_id), task_id=self.request.id, on_progress=report)
+    outcome = run_attempt(
+        worker_context(), uuid.UUID(recording_id), task_id=self.request.id, on_progress=report, piece=piece
+    )
     if outcome.outcome not in (None, AttemptOutcome.SUCCEEDED):
         raise AttemptFailed(str(outcome))
-    return str(outcome) if outcome.outcome is None else f"completed {recording_id}"
+    if outcome.outcome is None:
+        return str(outcome)
+    return f"completed {recording_id}" if piece is None else f"completed piece {piece} of {recording_id}"
 
 
 _maintenance: tuple[int, Any] | None = None

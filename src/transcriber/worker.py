@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,9 +29,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from transcriber import lifecycle, speakers
+from transcriber import lifecycle, maintenance, speakers
 from transcriber.audio import FileState, check_inside, check_same_audio, check_unchanged_since
-from transcriber.coverage import measure
+from transcriber.coverage import Gap, measure
 from transcriber.db import describe_error, make_engine, make_session_factory, transaction
 from transcriber.errors import Interrupted, LeaseLost, PermanentError, RetryableError, TranscriberError
 from transcriber.outputs import output_stem, write_outputs
@@ -42,6 +42,7 @@ from transcriber.runner import (
     Diarizing,
     Done,
     Info,
+    Pieces,
     Reached,
     Request,
     Runner,
@@ -70,6 +71,9 @@ class WorkerContext:
     engine: Engine
     sessions: sessionmaker[Session]
     runner_factory: Callable[[], Runner]
+    # Sends a task message (recording id, task id, file name, piece): the pieces of a call just cut go out at
+    # once. ``None``: they wait for beat's dispatch.
+    send: maintenance.SendTask | None = None
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{threading.get_native_id()}")
     _local: threading.local = field(default_factory=threading.local)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -77,7 +81,14 @@ class WorkerContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def create(cls, settings: Settings, *, name: str | None = None, concurrency: int = 1) -> WorkerContext:
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        send: maintenance.SendTask | None = None,
+    ) -> WorkerContext:
         check_diarization(settings)
         engine = make_engine(settings.database_url)
         config = model_config_for(settings, concurrency=concurrency)
@@ -88,6 +99,7 @@ class WorkerContext:
             runner_factory=lambda: SupervisedModel(
                 config, max_tasks=settings.worker_max_tasks, max_memory_mb=settings.worker_max_memory_mb
             ),
+            send=send,
         )
         if name:
             ctx.name = name
@@ -155,8 +167,9 @@ def run_attempt(
     task_id: str | None,
     now: Callable[[], datetime] = utcnow,
     on_progress: Callable[[float, float | None], None] | None = None,
+    piece: int | None = None,
 ) -> AttemptReport:
-    """Run one attempt for ``recording_id`` and report how it ended.
+    """Run one attempt for ``recording_id`` (or one ``piece`` of it) and report how it ended.
 
     A message for a recording that is not ``queued`` (a duplicate delivery, or one
     already taken) is a logged no-op.
@@ -169,9 +182,14 @@ def run_attempt(
     runner.start()  # load before the claim: loading is not the recording's time
     try:
         with transaction(ctx.sessions) as session:
-            claim = lifecycle.claim_recording(
-                session, recording_id=recording_id, task_id=task_id, worker=ctx.name, now=now()
-            )
+            if piece is None:
+                claim = lifecycle.claim_recording(
+                    session, recording_id=recording_id, task_id=task_id, worker=ctx.name, now=now()
+                )
+            else:
+                claim = lifecycle.claim_piece(
+                    session, recording_id=recording_id, piece=piece, task_id=task_id, worker=ctx.name, now=now()
+                )
             holder = None if claim else session.execute(
                 select(Recording.status, Recording.worker).where(Recording.id == recording_id)
             ).first()  # fmt: skip
@@ -181,41 +199,65 @@ def run_attempt(
         return AttemptReport(recording_id, None, error=why)
     if claim is None:
         state = f"{holder[0]} on {holder[1]}" if holder and holder[0] == "processing" else (holder or ["gone"])[0]
-        why = f"recording is {state}: duplicate or redelivered message {task_id} dropped"
+        what = "recording" if piece is None else f"piece {piece} of a recording that"
+        why = f"{what} is {state}: duplicate or redelivered message {task_id} dropped"
+        if piece is None and holder and holder[0] == "processing":
+            why = f"recording is {state}: its pieces are in flight or due later; message {task_id} has nothing to do"
         log.warning("recording %s: %s", recording_id, why)
         return AttemptReport(recording_id, None, error=why)
-    log.info("recording %s attempt %d: %s from %.1fs", recording_id, claim.attempt, claim.file_name, claim.resume_from)
+    log.info("recording %s attempt %d: %s%s from %.1fs", recording_id, claim.attempt, claim.file_name,
+             "" if claim.piece is None else f" piece {claim.piece}", claim.resume_from)  # fmt: skip
+    held = _Held(claim)
     try:
         try:
-            return _attempt(ctx, runner, claim, now, on_progress)
+            return _attempt(ctx, runner, held, now, on_progress)
         except LeaseLost as exc:
-            return _abandon(ctx, claim, exc, now)
+            return _abandon(ctx, held.claim, exc, now)
         except Interrupted:
-            return _release(ctx, claim, now)
+            return _release(ctx, held.claim, now)
         except Exception as exc:  # the boundary: whatever ended the attempt is its recorded cause
-            return _fail(ctx, claim, as_attempt_error(exc), now)
+            return _fail(ctx, held.claim, as_attempt_error(exc), now)
     except OperationalError as exc:  # the database stayed away longer than STUCK_TIMEOUT_SECONDS
         why = f"database unavailable ({describe_error(exc)}); the stuck rescue requeues the recording"
         log.error("recording %s attempt %d: %s", recording_id, claim.attempt, why)
         return AttemptReport(recording_id, AttemptOutcome.LOST, None, why)
     except BaseException:  # a cold shutdown (SystemExit) mid-attempt: hand the recording back if we can
         with contextlib.suppress(Exception):
-            _release(ctx, claim, now)
+            _release(ctx, held.claim, now)
         raise
+
+
+@dataclass
+class _Held:
+    """What this attempt holds now: the recording, then (once it cut the call) its piece 0, then the merge."""
+
+    claim: lifecycle.Claim
 
 
 def _attempt(
     ctx: WorkerContext,
     runner: Runner,
-    claim: lifecycle.Claim,
+    held: _Held,
     now: Callable[[], datetime],
     on_progress: Callable[[float, float | None], None] | None,
 ) -> AttemptReport:
+    claim = held.claim
     check_inside(claim.real_path, ctx.settings.watch_dir)
     before = check_same_audio(claim.real_path, size=claim.file_size, content_key=claim.content_sha256)
-    progress = _transcribe(ctx, runner, claim, now, on_progress)
-    _complete(ctx, claim, progress, before, now)
-    log.info("recording %s completed", claim.recording_id)
+    if not claim.merge:
+        progress = _transcribe(ctx, runner, held, now, on_progress)
+        if held.claim.piece is None:
+            _save_last(ctx, progress, before)
+            _complete(ctx, held.claim, progress.finished(), now)
+            log.info("recording %s completed", claim.recording_id)
+            return AttemptReport(claim.recording_id, AttemptOutcome.SUCCEEDED, "completed")
+        merge = _finish_piece(ctx, held.claim, progress, before, now)
+        if merge is None:
+            log.info("recording %s piece %d completed", claim.recording_id, held.claim.piece)
+            return AttemptReport(claim.recording_id, AttemptOutcome.SUCCEEDED, "processing")
+        held.claim = merge
+    _merge(ctx, runner, held.claim, now)
+    log.info("recording %s completed: its pieces merged", claim.recording_id)
     return AttemptReport(claim.recording_id, AttemptOutcome.SUCCEEDED, "completed")
 
 
@@ -241,29 +283,37 @@ def persist(ctx: WorkerContext, what: str, write: Callable[[Session], T]) -> T:
             delay = min(delay * 2, 10.0)
 
 
-def _complete(
-    ctx: WorkerContext,
-    claim: lifecycle.Claim,
-    progress: _Progress,
-    before: FileState,
-    now: Callable[[], datetime],
-) -> None:
-    """Save the last segments, write the files and mark the recording completed, from one read of its segments."""
-    settings, done = ctx.settings, progress.done
-    assert done is not None
-    persist(ctx, f"recording {claim.recording_id}: saving the last segments", progress.save)
+@dataclass(frozen=True)
+class Finished:
+    """What a transcribed call found besides its segments: what its completion is measured and labelled by."""
+
+    language: str | None
+    language_probability: float | None
+    speech: Sequence[Gap] | None  # the VAD's speech over the whole call (None: not measured)
+    duration: float | None
+    channels: int
+
+
+def _save_last(ctx: WorkerContext, progress: _Progress, before: FileState) -> None:
+    """Save the segments still pending, and make sure the file is what was decoded."""
+    persist(ctx, f"recording {progress.claim.recording_id}: saving the last segments", progress.save)
     progress.saved()
-    check_unchanged_since(claim.real_path, before)
+    check_unchanged_since(progress.claim.real_path, before)
+
+
+def _complete(ctx: WorkerContext, claim: lifecycle.Claim, done: Finished, now: Callable[[], datetime]) -> None:
+    """Write the files and mark the recording completed, from one read of its segments."""
+    settings = ctx.settings
 
     def write(session: Session) -> None:
         lifecycle.save_progress(
-            session, claim, now=now(), first_idx=progress.next_idx, segments=[], progress_seconds=progress.audio_done
+            session, claim, now=now(), first_idx=0, segments=[], progress_seconds=done.duration
         )  # fenced: the row is ours until commit
         recording = session.get(Recording, claim.recording_id)
         assert recording is not None
         call = speakers.of_call(
             speakers.Diarization.loads(recording.speaker_turns), recording.speaker_error,
-            [(g.start, g.end, g.speaker) for g in done.speech or ()], progress.duration or 0.0,
+            [(g.start, g.end, g.speaker) for g in done.speech or ()], done.duration or 0.0,
             configured=settings.diarize_names, max_speakers=settings.diarize_max_speakers, side_names=settings.speakers,
         )  # fmt: skip
         if call.labeller is not None:
@@ -273,17 +323,52 @@ def _complete(
         measured = measure(done.speech, segments) if done.speech is not None else None
         if settings.formats:
             doc = document(recording, segments, model=settings.whisper_model, language=done.language,
-                           duration=progress.duration, coverage=measured, speakers=call.figures)  # fmt: skip
+                           duration=done.duration, coverage=measured, speakers=call.figures)  # fmt: skip
             write_outputs(doc, output_stem(Path(settings.output_dir), Path(settings.watch_dir), claim.file_path),
                           settings.formats, redact=settings.redact, region=settings.phone_region)  # fmt: skip
         lifecycle.complete_recording(
             session, claim, now=now(), segments=segments, language=done.language,
-            duration_seconds=progress.duration, language_probability=done.language_probability,
-            coverage=measured, channels=progress.channels, speaker_stats=call.figures, speaker_review=call.review,
+            duration_seconds=done.duration, language_probability=done.language_probability,
+            coverage=measured, channels=done.channels, speaker_stats=call.figures, speaker_review=call.review,
             notify=settings.webhooks_enabled,
         )  # fmt: skip
 
     persist(ctx, f"recording {claim.recording_id}: completing", write)
+
+
+def _finish_piece(
+    ctx: WorkerContext, claim: lifecycle.Claim, progress: _Progress, before: FileState, now: Callable[[], datetime]
+) -> lifecycle.Claim | None:
+    """Save a finished piece; returns the merge claim when it was the call's last piece."""
+    done = progress.done
+    assert done is not None
+    _save_last(ctx, progress, before)
+    return persist(
+        ctx,
+        f"recording {claim.recording_id}: completing piece {claim.piece}",
+        lambda session: lifecycle.complete_piece(session, claim, now=now(), speech=done.speech or (),
+                                                 language=done.language,
+                                                 language_probability=done.language_probability),
+    )  # fmt: skip
+
+
+def _merge(ctx: WorkerContext, runner: Runner, claim: lifecycle.Claim, now: Callable[[], datetime]) -> None:
+    """Complete a split call from its pieces: one transcript in time order, measured over the whole call, and
+    for a mono call one set of speaker turns found over all of it."""
+    speech, language, probability = persist(
+        ctx,
+        f"recording {claim.recording_id}: reading its pieces",
+        lambda session: lifecycle.merged_pieces(session, claim.recording_id),
+    )
+    mono = claim.split_channels != "split"
+    diarize = diarize_option(ctx.settings) if mono else None
+    if diarize is not None:
+        _, _, wanted = persist(ctx, f"recording {claim.recording_id}: reading its progress",
+                               lambda session: _resume_state(session, claim))  # fmt: skip
+        if wanted:
+            request = Request(claim.real_path, options=decode_options(ctx.settings), diarize=diarize, turns_only=True)
+            _run(ctx, runner, _Progress(ctx, _Held(claim), _deadline(ctx, claim), now, None), request)
+    _complete(ctx, claim, Finished(language, probability, speech, claim.duration_seconds, 1 if mono else 2), now)
 
 
 def _fail(
@@ -330,12 +415,13 @@ class _Progress:
     def __init__(
         self,
         ctx: WorkerContext,
-        claim: lifecycle.Claim,
+        held: _Held,
         deadline: Deadline,
         now: Callable[[], datetime],
         on_progress: Callable[[float, float | None], None] | None,
     ) -> None:
-        self.ctx, self.claim, self.deadline, self.now, self.on_progress = ctx, claim, deadline, now, on_progress
+        self.ctx, self.held, self.deadline, self.now, self.on_progress = ctx, held, deadline, now, on_progress
+        claim = held.claim
         self.pending: list[Segment] = []
         self.next_idx = claim.next_segment_idx
         self.audio_done = claim.resume_from
@@ -346,13 +432,19 @@ class _Progress:
         self.diarizing = False  # between the model's "diarizing" and its turns
         self.last_flush = time.monotonic()
 
+    @property
+    def claim(self) -> lifecycle.Claim:
+        return self.held.claim
+
     def on_event(self, event: object) -> bool:
         """Take one runner event; True when the transcription is done."""
         if isinstance(event, Info):
             self.duration, self.channels = event.duration, event.channels
-            self.deadline.plan(event.duration)
+            self.deadline.plan(_audio_of(self.claim, event.duration))
             self.plan_unsaved = True
             self.flush()
+        elif isinstance(event, Pieces):
+            self.cut(event)
         elif isinstance(event, Segment):
             self.pending.append(event)
             self.audio_done = max(self.audio_done, event.end)
@@ -368,10 +460,39 @@ class _Progress:
                 log.warning("recording %s: no speaker turns: %s", self.claim.recording_id, event.error)
             self.keep_turns(event.found, event.error)
         elif isinstance(event, Done):
-            self.audio_done = self.duration or self.audio_done
+            self.audio_done = self.claim.audio_end or self.duration or self.audio_done
             self.done = event
             return True
         return False
+
+    def cut(self, pieces: Pieces) -> None:
+        """The model process cut the call: store the pieces (this attempt keeps piece 0) and send the others."""
+        rid = self.claim.recording_id
+        self.held.claim = persist(
+            self.ctx,
+            f"recording {rid}: cutting it into pieces",
+            lambda session: lifecycle.plan_pieces(
+                session,
+                self.claim,
+                cuts=pieces.cuts,
+                duration=pieces.duration,
+                channels=pieces.channels,
+                now=self.now(),
+            ),
+        )
+        self.next_idx, self.audio_done, self.duration = 0, 0.0, pieces.duration  # fmt: skip
+        self.deadline.plan(_audio_of(self.claim, pieces.duration))
+        self.plan_unsaved = True
+        if self.ctx.send is not None:
+            try:
+                maintenance.dispatch_pieces(self.ctx.sessions, rid, send=self.ctx.send, now=self.now())
+            except Exception as exc:  # beat's dispatch sends them instead; this piece goes on
+                log.warning("recording %s: could not send its pieces now (%s); dispatch will", rid, exc)
+
+    def finished(self) -> Finished:
+        done = self.done
+        assert done is not None
+        return Finished(done.language, done.language_probability, done.speech, self.duration, self.channels)
 
     def keep_turns(self, found: speakers.Diarization | None, error: str | None) -> None:
         """Store the speaker turns (or why there are none) now: no later attempt looks for them again."""
@@ -436,31 +557,63 @@ def _resume_state(session: Session, claim: lifecycle.Claim) -> tuple[list[Segmen
     return previous, max(FIRST_PIECE_SECONDS / 2**stalled, MIN_FIRST_PIECE_SECONDS), wanted
 
 
-def _transcribe(
-    ctx: WorkerContext,
-    runner: Runner,
-    claim: lifecycle.Claim,
-    now: Callable[[], datetime],
-    on_progress: Callable[[float, float | None], None] | None,
-) -> _Progress:
+def _audio_of(claim: lifecycle.Claim, duration: float | None) -> float | None:
+    """The audio one attempt is sized for: its piece, or the whole call."""
+    if claim.piece is None or claim.piece_end is None:
+        return duration
+    return claim.piece_end - claim.piece_start
+
+
+def _deadline(ctx: WorkerContext, claim: lifecycle.Claim) -> Deadline:
     settings = ctx.settings
 
     def limit_for(duration: float | None) -> float | None:
         return effective_time_limit(settings.task_timeout_seconds, settings.task_timeout_realtime_factor, duration)
 
-    deadline = Deadline(limit_for, claim.duration_seconds)
-    progress = _Progress(ctx, claim, deadline, now, on_progress)
-    progress.flush()  # the limit is on the attempt row from its first second
-    previous, first_piece, turns_wanted = persist(ctx, f"recording {claim.recording_id}: reading its progress",
-                                                  lambda session: _resume_state(session, claim))  # fmt: skip
+    return Deadline(limit_for, _audio_of(claim, claim.duration_seconds))
+
+
+def _request(ctx: WorkerContext, claim: lifecycle.Claim, previous: list[Segment], first_piece: float | None,
+             turns_wanted: bool) -> Request:  # fmt: skip
+    """What the model process is asked for this attempt: a piece, or the call (cut first when it is long)."""
+    settings = ctx.settings
+    options = decode_options(settings)
+    if claim.piece is not None:
+        end = claim.piece_end or claim.piece_start
+        mine = tuple(s for s in previous if s.end > claim.piece_start and s.start < end)
+        return Request(claim.real_path, claim.resume_from, options, mine, first_piece, None,
+                       piece=(claim.piece_start, end), split_channels=claim.split_channels,
+                       duration=claim.duration_seconds)  # fmt: skip
     diarize = diarize_option(settings)
     if diarize is not None:
         diarize["find"] = turns_wanted
-    request = Request(claim.real_path, claim.resume_from, decode_options(settings), tuple(previous), first_piece,
-                      diarize)  # fmt: skip
+    long_call = (claim.duration_seconds or 0.0) > settings.split_min_seconds > 0
+    fresh = not claim.resume_from and not claim.next_segment_idx
+    split = {"min": settings.split_min_seconds, "target": settings.split_target_seconds}
+    return Request(claim.real_path, claim.resume_from, options, tuple(previous), first_piece, diarize,
+                   split=split if long_call and fresh else None)  # fmt: skip
+
+
+def _transcribe(
+    ctx: WorkerContext,
+    runner: Runner,
+    held: _Held,
+    now: Callable[[], datetime],
+    on_progress: Callable[[float, float | None], None] | None,
+) -> _Progress:
+    claim = held.claim
+    progress = _Progress(ctx, held, _deadline(ctx, claim), now, on_progress)
+    progress.flush()  # the limit is on the attempt row from its first second
+    previous, first_piece, turns_wanted = persist(ctx, f"recording {claim.recording_id}: reading its progress",
+                                                  lambda session: _resume_state(session, claim))  # fmt: skip
+    return _run(ctx, runner, progress, _request(ctx, claim, previous, first_piece, turns_wanted))
+
+
+def _run(ctx: WorkerContext, runner: Runner, progress: _Progress, request: Request) -> _Progress:
+    """Feed one request's events to ``progress`` until the model process is done, heartbeating as it goes."""
     try:
         with contextlib.closing(
-            runner.transcribe(request, deadline=deadline, tick=settings.heartbeat_seconds)
+            runner.transcribe(request, deadline=progress.deadline, tick=ctx.settings.heartbeat_seconds)
         ) as events:
             for event in events:
                 if progress.on_event(event):

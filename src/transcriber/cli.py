@@ -290,9 +290,22 @@ def _given(extra: list[str], long: str, short: str) -> bool:
     )
 
 
+def _option(extra: list[str], long: str, short: str) -> str | None:
+    """The value given to Celery's option ``long``/``short`` in ``extra`` (``--pool=solo``, ``-P solo``, ``-Psolo``)."""
+    for i, a in enumerate(extra):
+        if a.startswith(f"{long}="):
+            return a.split("=", 1)[1]
+        if a in (long, short):
+            return extra[i + 1] if i + 1 < len(extra) else None
+        if a.startswith(short) and not a.startswith("--"):
+            return a[len(short) :].lstrip("=")
+    return None
+
+
 def _worker(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:
     from transcriber.celery_app import app, use_settings
     from transcriber.model_store import ensure_available, ensure_device
+    from transcriber.runner import default_concurrency
 
     if _wants_help(extra):  # Celery's help: no model to find first
         return int(app.start(["worker", "--help"]) or 0)
@@ -300,10 +313,14 @@ def _worker(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> 
     ensure_available(settings.whisper_model, settings.whisper_model_dir)  # fail at start, not in every task
     use_settings(settings)
     argv = _celery_argv("worker", settings, extra)
+    pool = _option(extra, "--pool", "-P")
     if not any(a.startswith(("--concurrency", "-c")) for a in extra):
-        argv.append("--concurrency=1")  # one model process using every core beats several fighting for them
-    if sys.platform == "win32" and not any(a.startswith(("--pool", "-P")) for a in extra):
-        argv.append("--pool=solo")  # prefork does not work on Windows; our time limit works on every pool
+        # One model process per core, one thread each (runner.default_concurrency); solo runs one task only.
+        argv.append(f"--concurrency={1 if pool == 'solo' else default_concurrency(settings.whisper_device)}")
+    if sys.platform == "win32" and pool is None:
+        # prefork does not work on Windows; threads runs one model process per thread, and our time limit
+        # works on every pool. One process: solo, as before.
+        argv.append("--pool=threads" if default_concurrency(settings.whisper_device) > 1 else "--pool=solo")
     app.worker_main(argv)
     return 0
 

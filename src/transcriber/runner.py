@@ -67,6 +67,27 @@ def model_config_for(settings: Settings, *, concurrency: int = 1) -> ModelConfig
     )
 
 
+# More model processes than this on one machine hold that many models in memory for little more speed; above
+# it the cores are shared out as threads (measured only up to 2 cores: see BENCHMARKS.md "Layouts").
+MAX_DEFAULT_PROCESSES = 8
+
+
+def default_concurrency(device: str, cores: int | None = None) -> int:
+    """How many model processes ``transcriber worker`` runs when ``--concurrency`` is not given.
+
+    On CPU, one per core with one thread each, up to ``MAX_DEFAULT_PROCESSES``: on 2 cores two 1-thread
+    processes decode 2.0-2.1x what one 2-thread process does (bench/layouts.py), because CTranslate2's
+    threads inside one decode keep each other waiting while separate processes never do, and a split call's
+    pieces keep them all busy. On a GPU, one process per GPU: one model on the device, fed by the batched
+    pipeline (WHISPER_BATCH_SIZE), is the measured way to fill it (bench/gpu.sh).
+    """
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    if device == "cuda":
+        return 1
+    return max(1, min(cores if cores is not None else (os.cpu_count() or 1), MAX_DEFAULT_PROCESSES))
+
+
 def cuda_available() -> bool:
     try:
         import ctranslate2
@@ -306,6 +327,7 @@ class SupervisedModel:
         self.load_seconds: float | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._events: queue.Queue[Any] = queue.Queue()
+        self._starting = threading.Lock()  # a warm-up in the background and the first task wait for one load
 
     @property
     def pid(self) -> int | None:
@@ -313,6 +335,10 @@ class SupervisedModel:
 
     def start(self) -> None:
         """Start the child and wait until its model is loaded (not counted in any time limit)."""
+        with self._starting:
+            self._start()
+
+    def _start(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
         self._events = queue.Queue()

@@ -25,8 +25,15 @@ def child_command(command: str, *args: str) -> list[str]:
 
 
 def service_commands(settings: Settings) -> dict[str, list[str]]:
-    """The worker and beat command lines for a one-machine deployment."""
-    worker = ["--pool=solo", "--concurrency=1"]
+    """The worker and beat command lines for a one-machine deployment.
+
+    The worker runs one model process per core (``runner.default_concurrency``): in threads, which every
+    platform has, each thread with a model process of its own; one core gets solo, as before.
+    """
+    from transcriber.runner import default_concurrency
+
+    processes = default_concurrency(settings.whisper_device)
+    worker = ["--pool=solo", "--concurrency=1"] if processes == 1 else ["--pool=threads", f"--concurrency={processes}"]
     if settings.embedded_broker:  # the folder broker has no broadcast for these chatty features
         worker += ["--without-mingle", "--without-gossip"]
     schedule = settings.data_dir / "celerybeat-schedule"

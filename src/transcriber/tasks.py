@@ -14,6 +14,7 @@ from celery.signals import (
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
     worker_shutting_down,
 )
@@ -33,11 +34,24 @@ _context_lock = threading.Lock()
 _concurrency = 1
 
 
+_pool = "prefork"
+
+
 @worker_init.connect
 def _remember_concurrency(sender: Any = None, **_: Any) -> None:
-    """How many tasks this worker runs at once: the CPU threads are divided among them."""
-    global _concurrency
+    """How many tasks this worker runs at once (the CPU threads are divided among them), and in what pool."""
+    global _concurrency, _pool
     _concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    pool = getattr(sender, "pool_cls", None)
+    name = pool if isinstance(pool, str) else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
+    _pool = next((p for p in ("solo", "threads", "eventlet", "gevent") if p in name.lower()), "prefork")
+
+
+@worker_ready.connect
+def _warm_in_process(**_: Any) -> None:
+    """solo and threads run tasks in this process: load their models now, before the first file."""
+    if _pool in ("solo", "threads"):
+        worker_context().warm(_concurrency if _pool == "threads" else 1)
 
 
 @worker_init.connect
@@ -86,6 +100,7 @@ def _quiet_folder_broker(**_: Any) -> None:
 def _forget_inherited_context(**_: Any) -> None:
     global _context, _context_pid
     _context, _context_pid = None, None  # never use the parent's pool or model process
+    worker_context().warm()  # a prefork child runs one task at a time: its model loads now, not with the first file
 
 
 @worker_shutting_down.connect

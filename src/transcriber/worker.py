@@ -78,6 +78,7 @@ class WorkerContext:
     _local: threading.local = field(default_factory=threading.local)
     stopping: threading.Event = field(default_factory=threading.Event)
     _runners: list[Runner] = field(default_factory=list)
+    _spare: list[Runner] = field(default_factory=list)  # loaded ahead of the first task (``warm``)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -106,14 +107,34 @@ class WorkerContext:
         return ctx
 
     def runner(self) -> Runner:
-        """This thread's model runner (one per thread for the ``threads`` pool)."""
+        """This thread's model runner (one per thread for the ``threads`` pool): a warmed-up one if any is left."""
         runner = getattr(self._local, "runner", None)
         if runner is None:
-            runner = self.runner_factory()
+            with self._lock:
+                runner = self._spare.pop() if self._spare else None
+            if runner is None:
+                runner = self.runner_factory()
+                with self._lock:
+                    self._runners.append(runner)
             self._local.runner = runner
+        return runner
+
+    def warm(self, count: int = 1) -> None:
+        """Load ``count`` models now, in the background, so the first files find them loaded: the worker takes
+        messages meanwhile, and a task that comes first waits for its model's load (never loads a second)."""
+
+        def load(runner: Runner) -> None:
+            try:
+                runner.start()
+            except Exception as exc:  # the first task reports it (and fails with the cause) when it loads again
+                log.warning("could not load the model ahead of the first file: %s", exc)
+
+        for _ in range(count):
+            runner = self.runner_factory()
             with self._lock:
                 self._runners.append(runner)
-        return runner
+                self._spare.append(runner)
+            threading.Thread(target=load, args=(runner,), name="warm-model", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:

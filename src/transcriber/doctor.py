@@ -111,9 +111,50 @@ def check_time_limit(settings: Settings, sessions: sessionmaker[Session]) -> Che
     return limit_advice(
         timeout_seconds=settings.task_timeout_seconds,
         realtime_factor=settings.task_timeout_realtime_factor,
-        durations=[float(d) for d in durations if d is not None],
+        durations=[attempt_audio(float(d), settings) for d in durations if d is not None],
         speeds=[float(s) for s in speeds if s],
     )
+
+
+def attempt_audio(duration: float, settings: Settings) -> float:
+    """The most audio one attempt of a call of ``duration`` seconds decodes: a call longer than
+    SPLIT_MIN_SECONDS is cut into pieces of about SPLIT_TARGET_SECONDS (at most 1.5x it: the cut moves to a
+    silence, and a short tail joins the piece before), so a time limit is sized for a piece, not the call."""
+    if settings.split_min_seconds and duration > settings.split_min_seconds:
+        return min(duration, 1.5 * settings.split_target_seconds)
+    return duration
+
+
+def layout_advice(*, cores: int, device: str, cpu_threads: int, split_min_seconds: float) -> Check:
+    """Pure: how ``transcriber worker`` lays out model processes and threads here, and what to change."""
+    from transcriber.runner import default_concurrency
+
+    processes = default_concurrency(device, cores)
+    if device == "cuda":
+        gpu = "GPU: one model process per GPU (one worker per GPU, --concurrency=1), fed in batches: set "
+        return Check("layout", OK, gpu + "WHISPER_BATCH_SIZE=16 (bench/gpu.sh measures the layouts on yours)")
+    threads = cpu_threads or max(1, cores // processes)
+    detail = (
+        f"{cores} cores: `transcriber worker` runs {processes} model process(es) x {threads} thread(s) by default; "
+        "on 2 cores 2 x 1 thread decodes 2.0x what 1 x 2 threads does (bench/layouts.py)"
+    )
+    if threads * processes > cores:
+        return Check("layout", WARN, f"{detail}, but WHISPER_CPU_THREADS={cpu_threads} gives {threads * processes} "
+                     f"threads on {cores} cores: they fight for them; set WHISPER_CPU_THREADS=0")  # fmt: skip
+    if not split_min_seconds:
+        return Check("layout", WARN, f"{detail}; SPLIT_MIN_SECONDS=0: a long call runs on one process however "
+                     "many are free (set it to 600 to cut long calls into pieces)")  # fmt: skip
+    return Check("layout", OK, detail)
+
+
+def check_layout(settings: Settings) -> Check:
+    device = settings.whisper_device
+    if device == "auto":
+        from transcriber.runner import cuda_available
+
+        device = "cuda" if cuda_available() else "cpu"
+    return layout_advice(cores=os.cpu_count() or 1, device=device, cpu_threads=settings.whisper_cpu_threads,
+                         split_min_seconds=settings.split_min_seconds)  # fmt: skip
 
 
 def check_database(settings: Settings, sessions: sessionmaker[Session]) -> Check:
@@ -270,6 +311,7 @@ def run_checks(settings: Settings, *, now: datetime, include_model: bool = True)
     if include_model:
         steps.append(("model", lambda: check_model(settings)))
     steps.append(("speakers", lambda: check_speakers(settings, load=include_model)))
+    steps.append(("layout", lambda: check_layout(settings)))
     steps += [
         ("folders", lambda: check_folders(settings)),
         ("beat", lambda: check_beat(settings, sessions, now)),

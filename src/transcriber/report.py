@@ -18,7 +18,7 @@ from transcriber import callfacts
 from transcriber.coverage import clock
 from transcriber.errors import TranscriberError
 from transcriber.speakers import Figures
-from transcriber.tables import Attempt, AttemptOutcome, Recording, RecordingStatus
+from transcriber.tables import Attempt, AttemptOutcome, Piece, Recording, RecordingStatus
 
 WIDTH = 80
 
@@ -416,8 +416,22 @@ def attempts_of(session: Session, ref: str, *, now: datetime | None = None) -> d
                 "audio_start_seconds": a.audio_start_seconds,
                 "audio_end_seconds": a.audio_end_seconds,
                 "error_message": a.error_message,
+                "piece": a.piece,
             }
             for a in rows
+        ],
+        "pieces": [
+            {
+                "piece": p.idx,
+                "start_seconds": p.start_seconds,
+                "end_seconds": p.end_seconds,
+                "status": p.status,
+                "retry_count": p.retry_count,
+                "error_message": p.error_message,
+                "worker": p.worker,
+                "progress_seconds": p.progress_seconds,
+            }
+            for p in session.scalars(select(Piece).where(Piece.recording_id == rec.id).order_by(Piece.idx))
         ],
     }
 
@@ -454,20 +468,34 @@ def format_detail(data: dict[str, Any]) -> str:
         lines.append(f"finish    about {data['estimated_finish'].strftime('%Y-%m-%d %H:%M:%S')} UTC")
     if data["error_message"]:
         lines += ["error"] + _wrap(data["error_message"])
+    if data.get("pieces"):
+        lines.append(f"pieces    {pieces_line(data['pieces'])}")
     lines.append(format_attempts(data))
     return "\n".join(lines)
+
+
+def pieces_line(pieces: list[dict[str, Any]]) -> str:
+    """A split call's pieces at a glance: ``5 pieces: 3 completed, 1 processing, 1 queued``."""
+    counts: dict[str, int] = {}
+    for p in pieces:
+        counts[p["status"]] = counts.get(p["status"], 0) + 1
+    order = ["completed", "processing", "queued", "failed"]
+    return f"{len(pieces)} pieces: " + ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
 
 
 def format_attempts(data: dict[str, Any]) -> str:
     if not data["attempts"]:
         return "no runs yet"
-    lines = [f"{'#':>3}  {'outcome':<9}  {'started':<11}  {'audio done':<17}  {'limit':>7}  worker"]
+    split = any(a.get("piece") is not None for a in data["attempts"])
+    head = f"{'#':>3}  " + ("piece  " if split else "")
+    lines = [f"{head}{'outcome':<9}  {'started':<11}  {'audio done':<17}  {'limit':>7}  worker"]
     for a in data["attempts"]:
         started = a["started_at"].strftime("%m-%d %H:%M") if a["started_at"] else ""
         span = f"{_secs(a['audio_start_seconds'])} -> {_secs(a['audio_end_seconds'])}"
         limit = _secs(a["time_limit_seconds"]) if a["time_limit_seconds"] else "none"
-        worker = _clip(a["worker"] or "", WIDTH - 57)
-        lines.append(f"{a['attempt']:>3}  {a['outcome']:<9}  {started:<11}  {span:<17}  {limit:>7}  {worker}")
+        worker = _clip(a["worker"] or "", WIDTH - 57 - (7 if split else 0))
+        piece = ("merge" if a.get("piece") is None else f"{a['piece'] + 1}").ljust(7) if split else ""
+        lines.append(f"{a['attempt']:>3}  {piece}{a['outcome']:<9}  {started:<11}  {span:<17}  {limit:>7}  {worker}")
         lines += _wrap(a["error_message"] or "", indent=5)
     return "\n".join(lines)
 

@@ -84,3 +84,27 @@ def test_verdict_count_and_advice_use_one_margin(
         advised_factor = float(check.detail.split("TASK_TIMEOUT_REALTIME_FACTOR=")[1])
         assert limit_advice(timeout_seconds=timeout, realtime_factor=advised_factor, durations=durations,
                             speeds=[0.6] * 20).status == OK  # fmt: skip
+
+
+def test_the_time_limit_is_sized_for_a_piece_when_calls_are_split() -> None:
+    from transcriber.doctor import attempt_audio
+
+    split = Settings(_env_file=None, split_min_seconds=600, split_target_seconds=300)
+    whole = Settings(_env_file=None, split_min_seconds=0)
+    assert attempt_audio(3600, split) == 450 and attempt_audio(500, split) == 500
+    assert attempt_audio(3600, whole) == 3600
+    # The incident: 30-minute limit, 60-minute calls, 0.6 s of work per s of audio. Split, a piece fits.
+    pieces = [attempt_audio(d, split) for d in (3600, 3700)]
+    assert limit_advice(timeout_seconds=1800, realtime_factor=0, durations=pieces, speeds=[0.6] * 20).status == OK
+
+
+def test_layout_advice_follows_the_cores_and_warns_of_oversubscription() -> None:
+    from transcriber.doctor import WARN, layout_advice
+
+    two = layout_advice(cores=2, device="cpu", cpu_threads=0, split_min_seconds=600)
+    assert two.status == OK and "2 model process(es) x 1 thread(s)" in two.detail
+    sixteen = layout_advice(cores=16, device="cpu", cpu_threads=0, split_min_seconds=600)
+    assert "8 model process(es) x 2 thread(s)" in sixteen.detail
+    assert layout_advice(cores=2, device="cpu", cpu_threads=2, split_min_seconds=600).status == WARN
+    assert "SPLIT_MIN_SECONDS=0" in layout_advice(cores=2, device="cpu", cpu_threads=0, split_min_seconds=0).detail
+    assert "WHISPER_BATCH_SIZE" in layout_advice(cores=16, device="cuda", cpu_threads=0, split_min_seconds=600).detail

@@ -600,6 +600,8 @@ def _request(ctx: WorkerContext, claim: lifecycle.Claim, previous: list[Segment]
     settings = ctx.settings
     options = decode_options(settings)
     if claim.piece is not None:
+        if claim.split_channels != "split" and diarize_option(settings) is not None:
+            options["word_timestamps"] = True  # the merge gives the call's speaker turns to words by their times
         end = claim.piece_end or claim.piece_start
         mine = tuple(s for s in previous if s.end > claim.piece_start and s.start < end)
         return Request(claim.real_path, claim.resume_from, options, mine, first_piece, None,

@@ -72,3 +72,22 @@ def test_a_mono_call_gets_its_speakers_across_a_worker_kill(pipeline) -> None:
     assert exported.returncode == 0, exported.stderr
     cues = [line for line in exported.stdout.splitlines() if line.startswith("<v ")]
     assert cues and all(line.startswith(("<v agent>", "<v customer>")) for line in cues)
+
+
+def test_a_split_mono_call_has_one_set_of_speakers_over_all_its_pieces(pipeline) -> None:
+    samples, lines = two_voice_call(100, seed=5)
+    write_audio(pipeline.watch_dir / NAME, samples)
+    settings = {"DIARIZE": "auto", "DIARIZE_LABELS": "agent,customer", "SPLIT_MIN_SECONDS": "60",
+                "SPLIT_TARGET_SECONDS": "30", "WHISPER_CPU_THREADS": "1"}  # fmt: skip
+    for name in ("worker-a", "worker-b"):
+        pipeline.start("worker", "--pool=solo", f"--hostname={name}@%h", **settings)
+    pipeline.start("beat")
+    pipeline.start("watch")
+    pipeline.wait_for("the call", lambda: pipeline.all_settled(1), timeout=400)
+    [(rid, status, turns, error)] = pipeline.query("SELECT id, status, speaker_turns, speaker_error FROM recordings")
+    assert status == "completed" and turns and error is None, error
+    assert len(pipeline.query("SELECT 1 FROM attempts WHERE piece IS NOT NULL")) >= 3
+    segments = pipeline.query("SELECT speaker, words FROM segments WHERE recording_id = :id", id=rid)
+    said = [(w[0], w[1], w[2], s[0]) for s in segments for w in json.loads(s[1] or "[]")]
+    right = words_right(said, truth_spans(lines))  # one mapping over the whole call: the pieces agree
+    assert right["share"] >= 0.9 and right["mapping"] == {"agent": 0, "customer": 1}, right

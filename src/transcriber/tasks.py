@@ -47,13 +47,6 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
     _pool = next((p for p in ("solo", "threads", "eventlet", "gevent") if p in name.lower()), "prefork")
 
 
-@worker_ready.connect
-def _warm_in_process(**_: Any) -> None:
-    """solo and threads run tasks in this process: load their models now, before the first file."""
-    if _pool in ("solo", "threads"):
-        worker_context().warm(_concurrency if _pool == "threads" else 1)
-
-
 @worker_init.connect
 def _refuse_a_missing_gpu(**_: Any) -> None:
     """``celery -A transcriber.celery_app worker`` with WHISPER_DEVICE=cuda on a machine without one: stop now."""
@@ -81,6 +74,14 @@ def _wait_for_database(**_: Any) -> None:
         engine.dispose()
 
 
+@worker_ready.connect
+def _warm_in_process(**_: Any) -> None:
+    """solo and threads run tasks in this process: load their models now (in the background), so the first file
+    finds them loaded; a task that comes first loads its own and this makes only the ones still missing."""
+    if _pool in ("solo", "threads"):
+        worker_context().warm(_concurrency if _pool == "threads" else 1)
+
+
 def worker_context() -> WorkerContext:
     """This process's context, created on first use after any fork."""
     global _context, _context_pid
@@ -99,8 +100,10 @@ def _quiet_folder_broker(**_: Any) -> None:
 @worker_process_init.connect
 def _forget_inherited_context(**_: Any) -> None:
     global _context, _context_pid
-    _context, _context_pid = None, None  # never use the parent's pool or model process
-    worker_context().warm()  # a prefork child runs one task at a time: its model loads now, not with the first file
+    if _context_pid != os.getpid():  # solo sends this signal too, in the worker's own process
+        _context, _context_pid = None, None  # never use the parent's pool or model process
+    if _pool == "prefork":
+        worker_context().warm()  # a child runs one task at a time: its model loads now, not with the first file
 
 
 @worker_shutting_down.connect

@@ -129,7 +129,9 @@ class WorkerContext:
             except Exception as exc:  # the first task reports it (and fails with the cause) when it loads again
                 log.warning("could not load the model ahead of the first file: %s", exc)
 
-        for _ in range(count):
+        with self._lock:
+            missing = count - len(self._runners)  # a task that came first made its own
+        for _ in range(missing):
             runner = self.runner_factory()
             with self._lock:
                 self._runners.append(runner)

@@ -651,9 +651,10 @@ def _go_on_with_pieces(
 
 def _summarise(
     session: Session, recording_id: uuid.UUID, *, now: datetime, error: str | None = None, failed: bool = False
-) -> None:
+) -> bool:
     """The recording as the sum of its pieces: progress, heartbeat and the retries of its most retried piece;
-    ``error`` becomes its error message (a piece's retry, or with ``failed`` the cause that fails the call)."""
+    ``error`` becomes its error message (a piece's retry, or with ``failed`` the cause that fails the call).
+    False when the recording is not being worked on (failed through another piece, reset, skipped)."""
     done = (
         select(func.coalesce(func.sum(
             case((Piece.status == PieceStatus.COMPLETED.value, Piece.end_seconds),
@@ -670,12 +671,13 @@ def _summarise(
         values["error_message"] = error
     if failed:
         values.update(status=RecordingStatus.FAILED.value, finished_at=now, task_id=None)
-    session.execute(
+    result = session.execute(
         update(Recording)
         .where(Recording.id == recording_id, Recording.status == RecordingStatus.PROCESSING.value)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def _piece_said(session: Session, recording_id: uuid.UUID, piece: int, start: float, end: float, message: str) -> str:
@@ -1156,9 +1158,9 @@ def _piece_decided(
     session: Session, recording_id: uuid.UUID, error: str, *, failed: bool, now: datetime, notify: bool
 ) -> RecordingStatus:
     """The recording after one of its pieces failed: still processing (the piece is retried) or failed."""
-    _summarise(session, recording_id, now=now, error=error, failed=failed)
+    changed = _summarise(session, recording_id, now=now, error=error, failed=failed)
     status = session.scalar(select(Recording.status).where(Recording.id == recording_id))
-    if notify and failed and status == RecordingStatus.FAILED.value:
+    if notify and failed and changed:  # one event for the call, from the piece that failed it
         outbox.emit(session, recording_id, Event.FAILED, now=now)
     return RecordingStatus(status) if status else RecordingStatus.FAILED
 

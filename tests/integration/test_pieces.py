@@ -167,6 +167,9 @@ def test_a_piece_that_fails_for_good_fails_the_call_and_a_reset_requeues_only_it
         "failed",
         "Piece 2 of 3 (10:00-20:00): Unreadable audio: bad frame",
     )
+    with sessions() as s:  # one event for the call
+        events = s.scalars(select(WebhookEvent.event).where(WebhookEvent.recording_id == rid)).all()
+    assert events == ["recording.failed"]
     hear(sessions, two, " still running.")  # the other piece goes on: a reset keeps its work
     assert finish(sessions, two) is None
     # The operator's repair, exactly as it is written in the runbook.
@@ -247,3 +250,19 @@ def test_skip_stops_the_pieces(sessions: sessionmaker[Session]) -> None:
             raise AssertionError("a piece of a skipped call could still write")
     with sessions() as s:
         assert lifecycle.find_dispatchable_pieces(s, now=T0, live_task_ids=set()) == []
+
+
+def test_two_pieces_failing_for_good_fail_the_call_once(sessions: sessionmaker[Session]) -> None:
+    rid = register(sessions)
+    cut(sessions, rid)
+    one, two = take(sessions, rid, 1), take(sessions, rid, 2)
+    assert one is not None and two is not None
+    for claim in (one, two):
+        with transaction(sessions) as s:
+            lifecycle.fail_attempt(s, claim, error=PermanentError(f"Unreadable audio: piece {claim.piece}"), now=T0,
+                                   policy=POLICY, notify=True)  # fmt: skip
+    rec = recording(sessions, rid)
+    assert (rec.status, rec.error_message) == ("failed", "Piece 2 of 3 (10:00-20:00): Unreadable audio: piece 1")
+    with sessions() as s:
+        events = s.scalars(select(WebhookEvent.event).where(WebhookEvent.recording_id == rid)).all()
+    assert events == ["recording.failed"]  # the first cause is the call's; one event

@@ -54,16 +54,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("recording_id", "idx", name=op.f("pk_pieces")),
     )
     op.create_index("ix_pieces_status_not_before", "pieces", ["status", "not_before"])
-    with op.batch_alter_table("attempts") as batch:
-        batch.add_column(sa.Column("piece", sa.Integer(), nullable=True))
-    with op.batch_alter_table("recordings") as batch:
-        batch.add_column(sa.Column("split_channels", sa.String(8), nullable=True))
+    op.add_column("attempts", sa.Column("piece", sa.Integer(), nullable=True))
+    op.add_column("recordings", sa.Column("split_channels", sa.String(8), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("recordings") as batch:
-        batch.drop_column("split_channels")
-    with op.batch_alter_table("attempts") as batch:
-        batch.drop_column("piece")
+    # Plain DROP COLUMN (SQLite 3.35+), not a batch copy: rebuilding ``recordings`` would drop the table its
+    # attempts and segments point at, and with foreign keys on SQLite deletes them with it.
+    op.drop_column("recordings", "split_channels")
+    op.drop_column("attempts", "piece")
     op.drop_index("ix_pieces_status_not_before", table_name="pieces")
     op.drop_table("pieces")

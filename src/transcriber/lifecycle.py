@@ -404,7 +404,7 @@ def claim_recording(
     ).first()
     if claimed is None:
         return None
-    if _has_pieces(session, recording_id):
+    if has_pieces(session, recording_id):
         return _go_on_with_pieces(session, recording_id, task_id=task_id, worker=worker, now=now)
     file_path, file_name, duration, file_size, content_sha256, raw_path = claimed
     number = _next_attempt(session, recording_id)
@@ -465,7 +465,7 @@ def _open_attempt(
 SEGMENTS_PER_PIECE = 1_000_000
 
 
-def _has_pieces(session: Session, recording_id: uuid.UUID) -> bool:
+def has_pieces(session: Session, recording_id: uuid.UUID) -> bool:
     return session.scalar(select(exists().where(Piece.recording_id == recording_id))) or False
 
 

@@ -216,6 +216,7 @@ def run_attempt(
             holder = None if claim else session.execute(
                 select(Recording.status, Recording.worker).where(Recording.id == recording_id)
             ).first()  # fmt: skip
+            split = claim is None and piece is None and lifecycle.has_pieces(session, recording_id)
     except OperationalError as exc:  # nothing was claimed: the recording stays queued and dispatch resends it
         why = f"database unavailable ({describe_error(exc)}); the recording stays queued and is sent again"
         log.warning("recording %s: %s", recording_id, why)
@@ -224,7 +225,7 @@ def run_attempt(
         state = f"{holder[0]} on {holder[1]}" if holder and holder[0] == "processing" else (holder or ["gone"])[0]
         what = "recording" if piece is None else f"piece {piece} of a recording that"
         why = f"{what} is {state}: duplicate or redelivered message {task_id} dropped"
-        if piece is None and holder and holder[0] == "processing":
+        if split and holder and holder[0] == "processing":
             why = f"recording is {state}: its pieces are in flight or due later; message {task_id} has nothing to do"
         log.warning("recording %s: %s", recording_id, why)
         return AttemptReport(recording_id, None, error=why)

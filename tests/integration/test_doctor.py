@@ -34,7 +34,7 @@ def test_doctor_passes_then_catches_a_limit_too_short(pg_url: str, redis_url: st
     env = {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": pg_url, "CELERY_BROKER_URL": redis_url,
         "WATCH_DIR": str(tmp_path / "in"), "OUTPUT_DIR": str(tmp_path / "out"), "WHISPER_MODEL": "tiny.en",
-        "TASK_TIMEOUT_SECONDS": "1800",
+        "TASK_TIMEOUT_SECONDS": "1800", "SPLIT_MIN_SECONDS": "0",  # the incident: every call in one attempt
     }  # fmt: skip
     code, checks = doctor(env)
     assert checks["beat"]["status"] == "fail" and code == 1  # nothing has run the cleanup yet
@@ -69,6 +69,9 @@ def test_doctor_passes_then_catches_a_limit_too_short(pg_url: str, redis_url: st
     assert "1 queued/failed recording(s) cannot finish in one attempt" in detail
     assert "set TASK_TIMEOUT_SECONDS=3360" in detail  # 3720 s x 0.6 x 1.5, to the minute
     assert doctor({**env, "TASK_TIMEOUT_SECONDS": "3600"}, "--no-model")[1]["time limit"]["status"] == "ok"
+    # Split (the default), the same call is pieces of about 5 minutes: each fits in 1800 s.
+    split = doctor({**env, "SPLIT_MIN_SECONDS": "600"}, "--no-model")[1]
+    assert split["time limit"]["status"] == "ok" and split["layout"]["status"] == "ok"
     with transaction(sessions) as s:  # beat stopped long ago
         lifecycle.record_service_run(s, name="cleanup_stuck", now=now - timedelta(hours=1), detail="")
     assert doctor(env, "--no-model")[1]["beat"]["status"] == "fail"

@@ -386,12 +386,12 @@ def _merge(ctx: WorkerContext, runner: Runner, claim: lifecycle.Claim, now: Call
     )
     mono = claim.split_channels != "split"
     diarize = diarize_option(ctx.settings) if mono else None
-    if diarize is not None:
-        _, _, wanted = persist(ctx, f"recording {claim.recording_id}: reading its progress",
-                               lambda session: _resume_state(session, claim))  # fmt: skip
-        if wanted:
-            request = Request(claim.real_path, options=decode_options(ctx.settings), diarize=diarize, turns_only=True)
-            _run(ctx, runner, _Progress(ctx, _Held(claim), _deadline(ctx, claim), now, None), request)
+    wanted = diarize is not None and persist(
+        ctx, f"recording {claim.recording_id}: reading its turns", lambda session: _turns_wanted(session, claim)
+    )
+    if wanted:  # the whole call is decoded for this (the pieces never hold it all): see README's limits
+        request = Request(claim.real_path, options=decode_options(ctx.settings), diarize=diarize, turns_only=True)
+        _run(ctx, runner, _Progress(ctx, _Held(claim), _deadline(ctx, claim), now, None), request)
     _complete(ctx, claim, Finished(language, probability, speech, claim.duration_seconds, 1 if mono else 2), now)
 
 
@@ -571,10 +571,7 @@ def _resume_state(session: Session, claim: lifecycle.Claim) -> tuple[list[Segmen
     forever; each such attempt in a row halves the first piece, so one finishes in time.
     """
     previous = load_segments(session, claim.recording_id) if claim.resume_from or claim.next_segment_idx else []
-    turns, error = session.execute(
-        select(Recording.speaker_turns, Recording.speaker_error).where(Recording.id == claim.recording_id)
-    ).one()
-    wanted = turns is None and error is None
+    wanted = _turns_wanted(session, claim)
     stalled = lifecycle.timeouts_without_progress(session, claim)
     if not stalled:
         return previous, None, wanted
@@ -618,6 +615,14 @@ def _request(ctx: WorkerContext, claim: lifecycle.Claim, previous: list[Segment]
     split = {"min": settings.split_min_seconds, "target": settings.split_target_seconds}
     return Request(claim.real_path, claim.resume_from, options, tuple(previous), first_piece, diarize,
                    split=split if long_call and fresh else None)  # fmt: skip
+
+
+def _turns_wanted(session: Session, claim: lifecycle.Claim) -> bool:
+    """No speaker turns stored yet, and no earlier attempt failed at finding them."""
+    turns, error = session.execute(
+        select(Recording.speaker_turns, Recording.speaker_error).where(Recording.id == claim.recording_id)
+    ).one()
+    return turns is None and error is None
 
 
 def _transcribe(

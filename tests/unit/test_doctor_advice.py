@@ -108,3 +108,18 @@ def test_layout_advice_follows_the_cores_and_warns_of_oversubscription() -> None
     assert layout_advice(cores=2, device="cpu", cpu_threads=2, split_min_seconds=600).status == WARN
     assert "SPLIT_MIN_SECONDS=0" in layout_advice(cores=2, device="cpu", cpu_threads=0, split_min_seconds=0).detail
     assert "WHISPER_BATCH_SIZE" in layout_advice(cores=16, device="cuda", cpu_threads=0, split_min_seconds=600).detail
+
+
+def test_default_concurrency_is_one_process_per_core_up_to_eight_and_one_per_gpu() -> None:
+    from transcriber.runner import MAX_DEFAULT_PROCESSES, default_concurrency
+
+    assert [default_concurrency("cpu", n) for n in (1, 2, 4, 16)] == [1, 2, 4, MAX_DEFAULT_PROCESSES]
+    assert default_concurrency("cuda", 16) == 1
+
+
+def test_the_worker_reads_the_pool_however_it_is_written() -> None:
+    from transcriber.cli import _option
+
+    for extra, pool in ((["--pool=solo"], "solo"), (["--pool", "threads"], "threads"), (["-P", "solo"], "solo"),
+                        (["-Psolo"], "solo"), (["--loglevel=INFO"], None), ([], None)):  # fmt: skip
+        assert _option(extra, "--pool", "-P") == pool, extra

@@ -66,6 +66,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "control_folder": str(control_dir),
+            # Kombu polls the folder once a second by default: up to a second per file between its
+            # registration and its claim (bench/latency.py). A tenth of a second costs a few listdirs.
+            "polling_interval": 0.1,
         }
     interval = settings.cleanup_interval_seconds
     return {

@@ -42,9 +42,19 @@ def _remember_concurrency(sender: Any = None, **_: Any) -> None:
     """How many tasks this worker runs at once (the CPU threads are divided among them), and in what pool."""
     global _concurrency, _pool
     _concurrency = int(getattr(sender, "concurrency", 1) or 1)
-    pool = getattr(sender, "pool_cls", None)
+    _pool = pool_name(getattr(sender, "pool_cls", None))
+
+
+def pool_name(pool: Any) -> str:
+    """Celery's pool as its option names it: by then the CLI has made ``threads`` the class
+    ``celery.concurrency.thread.TaskPool`` (and ``solo`` ``celery.concurrency.solo.TaskPool``)."""
     name = pool if isinstance(pool, str) else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
-    _pool = next((p for p in ("solo", "threads", "eventlet", "gevent") if p in name.lower()), "prefork")
+    name = name.lower()
+    if "solo" in name:
+        return "solo"
+    if "thread" in name:
+        return "threads"
+    return next((p for p in ("eventlet", "gevent") if p in name), "prefork")
 
 
 @worker_init.connect

@@ -114,3 +114,23 @@ def test_a_two_channel_call_keeps_its_sides_across_pieces(pipeline) -> None:
     for words, speaker in zip(keywords, ["caller", "callee"] * 10, strict=True):
         hits = {who for who, text in said if set(words.split("|")) & set(re.findall(r"[a-z]+", text.lower()))}
         assert hits == {speaker}, (words, said)
+
+
+def test_models_are_loaded_before_the_first_file(pipeline) -> None:
+    """A threads worker loads one model per thread when it starts, and the first files use those, not new ones."""
+    import psutil
+
+    from speech import SENTENCES, speak
+
+    worker = pipeline.start("worker", "--pool=threads", "--concurrency=2", WHISPER_CPU_THREADS="1")
+    pipeline.wait_for("two models loaded, no file yet", lambda: pipeline.full_log("worker").count(" loaded in ") == 2)
+    pipeline.start("beat")
+    pipeline.start("watch")
+    for i in range(2):
+        write_audio(pipeline.watch_dir / f"short {i}.m4a", speak(SENTENCES[i]))
+    pipeline.wait_for("both calls", lambda: pipeline.all_settled(2))
+    assert {r[0] for r in pipeline.statuses().values()} == {"completed"}
+    assert pipeline.full_log("worker").count(" loaded in ") == 2  # no third model for the first files
+    models = [p for p in psutil.Process(worker.pid).children(recursive=True)
+              if "transcriber.model_process" in " ".join(p.cmdline())]  # fmt: skip
+    assert len(models) == 2

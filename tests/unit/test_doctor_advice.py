@@ -123,3 +123,13 @@ def test_the_worker_reads_the_pool_however_it_is_written() -> None:
     for extra, pool in ((["--pool=solo"], "solo"), (["--pool", "threads"], "threads"), (["-P", "solo"], "solo"),
                         (["-Psolo"], "solo"), (["--loglevel=INFO"], None), ([], None)):  # fmt: skip
         assert _option(extra, "--pool", "-P") == pool, extra
+
+
+def test_the_pool_is_known_by_the_class_celery_makes_of_its_name() -> None:
+    from celery.concurrency import get_implementation
+
+    from transcriber.tasks import pool_name
+
+    for option in ("solo", "threads", "prefork"):
+        assert pool_name(get_implementation(option)) == option  # what worker_init's sender holds
+        assert pool_name(option) == option

@@ -44,9 +44,7 @@ def upgrade() -> None:
         sa.Column("speech", sa.Text(), nullable=True),
         sa.Column("language", sa.String(16), nullable=True),
         sa.Column("language_probability", sa.Float(), nullable=True),
-        sa.CheckConstraint(
-            "status IN ('queued', 'processing', 'completed', 'failed')", name=op.f("ck_pieces_status")
-        ),
+        sa.CheckConstraint("status IN ('queued', 'processing', 'completed', 'failed')", name=op.f("ck_pieces_status")),
         sa.CheckConstraint("retry_count >= 0", name=op.f("ck_pieces_retry_count")),
         sa.ForeignKeyConstraint(
             ["recording_id"], ["recordings.id"], name=op.f("fk_pieces_recording_id_recordings"), ondelete="CASCADE"

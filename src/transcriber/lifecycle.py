@@ -43,6 +43,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -89,6 +90,12 @@ class RetryPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
         return cls(settings.task_max_retries, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds)
+
+    def decide(self, *, cause: str, retryable: bool, retry_count: int, now: datetime) -> RetryDecision:
+        """Requeue with backoff (jittered) or fail, for a unit of work that has been retried ``retry_count`` times."""
+        return decide_after_error(cause=cause, retryable=retryable, retry_count=retry_count,
+                                  max_retries=self.max_retries, now=now, backoff_base=self.backoff_base,
+                                  backoff_cap=self.backoff_cap, jitter=random.random())  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -542,12 +549,7 @@ def claim_piece(
     if taken is None:
         return None
     start, end = taken
-    row = session.execute(
-        select(Recording.file_path, Recording.file_name, Recording.file_size, Recording.content_sha256,
-               Recording.duration_seconds, Recording.file_path_bytes, Recording.split_channels)
-        .where(Recording.id == recording_id)
-        .with_for_update()  # one claim at a time per recording: attempt numbers are drawn under this lock
-    ).one()  # fmt: skip
+    row = _call_of(session, recording_id, lock=True)  # one claim at a time: attempt numbers are drawn under it
     number = _next_attempt(session, recording_id)
     resume_from, next_idx = _piece_resume_point(session, recording_id, piece, start)
     _close_orphans(session, recording_id, now=now, by=number, piece=piece)
@@ -563,6 +565,14 @@ def claim_piece(
     return Claim(recording_id, attempt_id, number, row.file_path, row.file_name, row.file_size, row.content_sha256,
                  row.duration_seconds, resume_from, next_idx, now, row.file_path_bytes, piece=piece, piece_start=start,
                  piece_end=end, split_channels=row.split_channels)  # fmt: skip
+
+
+def _call_of(session: Session, recording_id: uuid.UUID, *, lock: bool = False) -> Any:
+    """What a claim of one of a split call's pieces (or its merge) needs of the recording, in one read."""
+    query = select(Recording.file_path, Recording.file_name, Recording.file_size, Recording.content_sha256,
+                   Recording.duration_seconds, Recording.file_path_bytes,
+                   Recording.split_channels).where(Recording.id == recording_id)  # fmt: skip
+    return session.execute(query.with_for_update() if lock else query).one()
 
 
 def _piece_resume_point(session: Session, recording_id: uuid.UUID, piece: int, start: float) -> tuple[float, int]:
@@ -629,11 +639,7 @@ def _go_on_with_pieces(
     if left:
         _summarise(session, recording_id, now=now)
         return None
-    row = session.execute(
-        select(Recording.file_path, Recording.file_name, Recording.file_size, Recording.content_sha256,
-               Recording.duration_seconds, Recording.file_path_bytes, Recording.split_channels)
-        .where(Recording.id == recording_id)
-    ).one()  # fmt: skip
+    row = _call_of(session, recording_id)
     number = _next_attempt(session, recording_id)
     _close_orphans(session, recording_id, now=now, by=number)
     end = float(row.duration_seconds or 0.0)
@@ -1110,16 +1116,7 @@ def fail_attempt(
         return _fail_piece(session, claim, cause=cause, retryable=retryable, outcome=outcome_for(error), now=now,
                            policy=policy, notify=notify)  # fmt: skip
     retry_count = session.scalar(select(Recording.retry_count).where(Recording.id == claim.recording_id)) or 0
-    decision = decide_after_error(
-        cause=cause,
-        retryable=retryable,
-        retry_count=retry_count,
-        max_retries=policy.max_retries,
-        now=now,
-        backoff_base=policy.backoff_base,
-        backoff_cap=policy.backoff_cap,
-        jitter=random.random(),
-    )
+    decision = policy.decide(cause=cause, retryable=retryable, retry_count=retry_count, now=now)
     _fenced_update(session, claim, **_decision_values(decision, now))
     _close_attempt(session, claim.attempt_id, now=now, outcome=outcome_for(error), error=cause, end=None)
     if notify and decision.status is RecordingStatus.FAILED:
@@ -1143,9 +1140,7 @@ def _fail_piece(
     retry_count = session.scalar(
         select(Piece.retry_count).where(Piece.recording_id == claim.recording_id, Piece.idx == claim.piece)
     )
-    decision = decide_after_error(cause=cause, retryable=retryable, retry_count=retry_count or 0,
-                                  max_retries=policy.max_retries, now=now, backoff_base=policy.backoff_base,
-                                  backoff_cap=policy.backoff_cap, jitter=random.random())  # fmt: skip
+    decision = policy.decide(cause=cause, retryable=retryable, retry_count=retry_count or 0, now=now)
     _fenced_update(session, claim, **_decision_values(decision, now))
     _close_attempt(session, claim.attempt_id, now=now, outcome=outcome, error=cause, end=None)
     said = _piece_said(session, claim.recording_id, claim.piece or 0, claim.piece_start,
@@ -1279,16 +1274,7 @@ def rescue_stuck(
     for recording_id, attempt_id, retry_count, last_seen in stuck:
         silent = int((now - last_seen).total_seconds())
         cause = f"Worker lost: no heartbeat for {silent}s"
-        decision = decide_after_error(
-            cause=cause,
-            retryable=True,
-            retry_count=retry_count,
-            max_retries=policy.max_retries,
-            now=now,
-            backoff_base=policy.backoff_base,
-            backoff_cap=policy.backoff_cap,
-            jitter=random.random(),
-        )
+        decision = policy.decide(cause=cause, retryable=True, retry_count=retry_count, now=now)
         fence = (
             Recording.current_attempt_id.is_(None) if attempt_id is None else Recording.current_attempt_id == attempt_id
         )
@@ -1325,9 +1311,7 @@ def _rescue_pieces(
     rescued: list[Rescued] = []
     for rid, idx, attempt_id, retry_count, start, end, last_seen in stuck:
         cause = f"Worker lost: no heartbeat for {int((now - last_seen).total_seconds())}s"
-        decision = decide_after_error(cause=cause, retryable=True, retry_count=retry_count, now=now,
-                                      max_retries=policy.max_retries, backoff_base=policy.backoff_base,
-                                      backoff_cap=policy.backoff_cap, jitter=random.random())  # fmt: skip
+        decision = policy.decide(cause=cause, retryable=True, retry_count=retry_count, now=now)
         fence = Piece.current_attempt_id.is_(None) if attempt_id is None else Piece.current_attempt_id == attempt_id
         result = session.execute(
             update(Piece)

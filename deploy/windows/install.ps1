@@ -7,13 +7,17 @@
 .DESCRIPTION
     Creates a virtual environment under -InstallDir, installs the package from -Source, writes
     .env from .env.example when there is none (an existing .env is never overwritten), migrates
-    the database and registers these services with WinSW:
+    the database and registers these services with WinSW 2.12.0 (verified by its SHA-256):
 
-        transcriber-worker   always
+        transcriber-worker   unless -NoWorker
         transcriber-beat     unless -NoBeat      (exactly ONE beat in the whole deployment)
         transcriber-watch    unless -NoWatcher
         transcriber-flower   with -WithFlower
         transcriber-metrics  with -WithMetrics   (Prometheus exporter; one per deployment is enough)
+
+    The install folder gets an ACL of its own: Administrators and SYSTEM full control, the
+    services' account (-ServiceAccount) read and execute, and change on data, logs and models;
+    .env readable by them only. Every run sets it again and removes any other entry.
 
     Safe to re-run (that is how you upgrade): it stops the services, upgrades the package,
     rewrites the service configuration and keeps .env. The options of the last run are kept in
@@ -22,11 +26,16 @@
 
 .EXAMPLE
     .\install.ps1
-    First machine: worker, beat and watcher in C:\app.
+    First machine: worker, beat and watcher in C:\app, as LocalSystem.
 
 .EXAMPLE
-    .\install.ps1 -NoBeat -NoWatcher -WorkerPool threads -WorkerConcurrency 2
-    An additional worker machine.
+    .\install.ps1 -NoBeat -NoWatcher
+    An additional worker machine (one model process per core).
+
+.EXAMPLE
+    .\install.ps1 -ServiceAccount 'CORP\gmsa-transcriber$'
+    Run every service as a group managed service account (network shares); 'CORP\svc-transcriber'
+    asks for its password once (or pass -ServiceAccountCredential).
 
 .EXAMPLE
     .\install.ps1 -WithMetrics
@@ -44,12 +53,14 @@ param(
     [string]$Python = '',
     # The transcriber source folder (holds pyproject.toml). Default: two levels up from this script.
     [string]$Source = '',
-    # solo: one recording at a time. threads: -WorkerConcurrency recordings at once.
+    # threads: one model process per core (or -WorkerConcurrency), the faster layout. solo: one at a time.
     [ValidateSet('solo', 'threads')]
-    [string]$WorkerPool = 'solo',
-    [ValidateRange(1, 64)]
-    [int]$WorkerConcurrency = 1,
-    # Additional worker machines: beat and the watcher run on one machine only.
+    [string]$WorkerPool = 'threads',
+    # Model processes of the threads pool; 0: one per core, up to 8 (the worker decides when it starts).
+    [ValidateRange(0, 64)]
+    [int]$WorkerConcurrency = 0,
+    # Beat and the watcher run on one machine only; -NoWorker for a machine that only runs them.
+    [switch]$NoWorker,
     [switch]$NoBeat,
     [switch]$NoWatcher,
     [switch]$WithFlower,
@@ -57,7 +68,12 @@ param(
     [int]$FlowerPort = 5555,
     # `transcriber metrics`: every figure comes from the database, so one machine of the deployment runs it.
     [switch]$WithMetrics,
-    # A local copy of WinSW-x64.exe v2.12.0 (offline servers); default: download it.
+    # The account every service logs on as: LocalSystem, LocalService, NetworkService, Virtual (NT SERVICE\
+    # transcriber-<role>, one per service), DOMAIN\gmsa$ (group managed service account) or DOMAIN\user.
+    [string]$ServiceAccount = 'LocalSystem',
+    # The password of a DOMAIN\user account (asked for when needed and not given; never stored).
+    [pscredential]$ServiceAccountCredential,
+    # A local copy of WinSW-x64.exe v2.12.0 (offline servers); default: download it. Either is verified.
     [string]$WinSWPath = '',
     # A folder of wheels to install from instead of PyPI (offline servers).
     [string]$Wheelhouse = ''
@@ -67,9 +83,9 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'  # Invoke-WebRequest in 5.1 is many times slower with a progress bar
 
-$WinSWVersion = '2.12.0'
-$WinSWUrl = "https://github.com/winsw/winsw/releases/download/v$WinSWVersion/WinSW-x64.exe"
 $Utf8 = New-Object System.Text.UTF8Encoding -ArgumentList $false  # no BOM: .env and XML are read by other tools
+# What differs from one machine to the next is decided by winsvc.py (tested on Linux); this script does it.
+$Winsvc = Join-Path $PSScriptRoot 'winsvc.py'
 
 function Write-Step([string]$Text) {
     Write-Host ''
@@ -154,32 +170,6 @@ function Find-Python([string]$Requested) {
     throw "No 64-bit Python 3.11+ found. Install it from python.org ('Install for all users' and the py launcher), or pass -Python 'C:\path\to\python.exe'."
 }
 
-function Get-WinSW([string]$LocalCopy, [string]$Destination) {
-    # One pinned WinSW, kept in the services folder; each service gets a renamed copy of it.
-    if ($LocalCopy) {
-        Copy-Item -LiteralPath (Get-FullPath $LocalCopy) -Destination $Destination -Force
-    }
-    elseif (-not (Test-Path -LiteralPath $Destination)) {
-        Write-Host "    downloading $WinSWUrl"
-        [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
-        $partial = "$Destination.download"
-        try {
-            Invoke-WebRequest -Uri $WinSWUrl -OutFile $partial -UseBasicParsing
-        }
-        catch {
-            throw "Cannot download WinSW ($($_.Exception.Message)). On a server without internet access, copy WinSW-x64.exe v$WinSWVersion here and pass -WinSWPath."
-        }
-        Move-Item -LiteralPath $partial -Destination $Destination -Force
-    }
-    Unblock-File -LiteralPath $Destination
-    $version = "$((Get-Item -LiteralPath $Destination).VersionInfo.FileVersion)"
-    $hash = (Get-FileHash -LiteralPath $Destination -Algorithm SHA256).Hash
-    Write-Host "    WinSW $version, SHA-256 $hash"
-    if ($version -and -not $version.StartsWith('2.')) {
-        Write-Warning "Expected WinSW 2.x (these scripts write its v2 XML format), found $version."
-    }
-}
-
 function Get-EnvSetting([string]$Name, [string]$Default) {
     # The last NAME=value line of .env (as the settings read it), without quotes; the default when absent or empty.
     $found = @(Select-String -LiteralPath $envFile -Pattern "^\s*$Name\s*=\s*(.*?)\s*$" | Select-Object -Last 1)
@@ -188,50 +178,176 @@ function Get-EnvSetting([string]$Name, [string]$Default) {
     if ($value) { return $value } else { return $Default }
 }
 
-function ConvertTo-XmlText([string]$Text) {
-    return [System.Security.SecurityElement]::Escape($Text)
+function Invoke-Winsvc {
+    # Runs winsvc.py; its one-line error (a bad option, a WinSW that is not the pinned one) stops the install.
+    param([string[]]$ArgumentList, [switch]$Quiet)
+    $result = Invoke-Program -FilePath $planPython -ArgumentList (@($Winsvc) + $ArgumentList) -Quiet:$Quiet
+    if ($result.ExitCode -ne 0) {
+        $reason = @($result.Output | Where-Object { $_ -like 'error: *' } | Select-Object -Last 1)
+        if ($reason.Count -eq 0) { $reason = @($result.Output | Select-Object -Last 1) }
+        throw "$($reason -join '' -replace '^error: ', '')"
+    }
+    return $result
 }
 
-function New-ServiceXml {
-    # The WinSW v2 configuration of one service. WinSW quotes an <argument> that holds spaces.
-    param([string]$Id, [string]$Description, [string[]]$Arguments)
-    $argumentXml = ($Arguments | ForEach-Object { "  <argument>$(ConvertTo-XmlText $_)</argument>" }) -join "`r`n"
-    $envFile = Join-Path $InstallDir '.env'
-    return @"
-<!-- Written by deploy\windows\install.ps1 for WinSW $WinSWVersion. Re-run install.ps1 instead of editing: it rewrites this file. -->
-<service>
-  <id>$Id</id>
-  <name>$(ConvertTo-XmlText ($Id -replace '-', ' '))</name>
-  <description>$(ConvertTo-XmlText $Description)</description>
-  <executable>$(ConvertTo-XmlText $transcriberExe)</executable>
-$argumentXml
-  <workingdirectory>$(ConvertTo-XmlText $InstallDir)</workingdirectory>
-  <env name="TRANSCRIBER_ENV_FILE" value="$(ConvertTo-XmlText $envFile)"/>
-  <env name="PYTHONUNBUFFERED" value="1"/>
-  <env name="PYTHONUTF8" value="1"/>
-  <startmode>Automatic</startmode>
-  <delayedAutoStart>true</delayedAutoStart>
-  <onfailure action="restart" delay="10 sec"/>
-  <onfailure action="restart" delay="30 sec"/>
-  <onfailure action="restart" delay="60 sec"/>
-  <resetfailure>1 hour</resetfailure>
-  <!-- Stop: Ctrl+C to the process tree, then up to 90 s for a warm shutdown before it is killed.
-       The parent first: the worker must hand its recording back before its model process goes. -->
-  <stoptimeout>90 sec</stoptimeout>
-  <stopparentprocessfirst>true</stopparentprocessfirst>
-  <logpath>$(ConvertTo-XmlText $logsDir)</logpath>
-  <log mode="roll-by-size">
-    <sizeThreshold>10240</sizeThreshold>
-    <keepFiles>8</keepFiles>
-  </log>
-</service>
-"@
+function Get-Plan([string[]]$DataFolders = @()) {
+    # The options of this run, the services and the ACL steps, from winsvc.py plan.
+    $request = @{ install_dir = $InstallDir; given = $given; options_file = $optionsFile
+        data_folders = @($DataFolders); metrics_where = $metricsWhere }
+    $in = Join-Path ([System.IO.Path]::GetTempPath()) "transcriber-plan-$PID.json"
+    $out = "$in.out"
+    [System.IO.File]::WriteAllText($in, ($request | ConvertTo-Json -Depth 6), $Utf8)
+    try {
+        $null = Invoke-Winsvc -ArgumentList @('plan', '--in', $in, '--out', $out) -Quiet
+        return [System.IO.File]::ReadAllText($out, $Utf8) | ConvertFrom-Json
+    }
+    finally {
+        Remove-Item -LiteralPath $in, $out -Force -ErrorAction SilentlyContinue
+    }
 }
 
-function Register-TranscriberService {
-    param([string]$Role, [string]$Description, [string[]]$Arguments)
-    $id = "transcriber-$Role"
-    $exe = Join-Path $servicesDir "$id.exe"
+function ConvertTo-Sid([string]$Grantee) {
+    if ($Grantee.StartsWith('*')) { return $Grantee.Substring(1) }
+    $account = New-Object System.Security.Principal.NTAccount -ArgumentList $Grantee
+    return $account.Translate([System.Security.Principal.SecurityIdentifier]).Value
+}
+
+function Set-InstallAcl($Steps) {
+    # Each step is one icacls call; a step with `only` then removes every other explicit entry of that path
+    # (whoever could write there before, an open .env copied in by hand). A path not there yet is skipped.
+    foreach ($step in @($Steps)) {
+        if (-not (Test-Path -LiteralPath $step.path)) { continue }
+        $arguments = @($step.path) + @($step.icacls)
+        $null = Invoke-Program -FilePath 'icacls.exe' -ArgumentList $arguments -Quiet -FailureMessage "icacls $($arguments -join ' ') failed"
+        if (-not $step.PSObject.Properties['only']) { continue }
+        $allowed = @($step.only | ForEach-Object { ConvertTo-Sid $_ })
+        foreach ($rule in @((Get-Acl -LiteralPath $step.path).Access | Where-Object { -not $_.IsInherited })) {
+            $sid = $rule.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier]).Value
+            if ($allowed -notcontains $sid) {
+                Write-Host "    removing the access of $($rule.IdentityReference) to $($step.path)"
+                $null = Invoke-Program -FilePath 'icacls.exe' -ArgumentList @($step.path, '/remove:g', "*$sid", '/Q') -Quiet -FailureMessage "Could not remove $($rule.IdentityReference) from $($step.path)"
+            }
+        }
+    }
+}
+
+function Get-WinSW([string]$LocalCopy, [string]$Destination) {
+    # The pinned WinSW, kept in the services folder and verified on every run; each service gets a copy.
+    if ($LocalCopy) {
+        Copy-Item -LiteralPath (Get-FullPath $LocalCopy) -Destination $Destination -Force
+    }
+    elseif (Test-Path -LiteralPath $Destination) {
+        try {
+            $verdict = Invoke-Winsvc -ArgumentList @('winsw', $Destination) -Quiet
+            Write-Host "    $($verdict.Output -join ' ')"
+            return
+        }
+        catch {
+            Write-Host "    $Destination is not the pinned WinSW ($($_.Exception.Message)); downloading it again"
+            Remove-Item -LiteralPath $Destination -Force
+        }
+    }
+    if (-not $LocalCopy) {
+        Write-Host "    downloading $($plan.winsw.url)"
+        [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
+        $partial = "$Destination.download"
+        try {
+            Invoke-WebRequest -Uri $plan.winsw.url -OutFile $partial -UseBasicParsing
+        }
+        catch {
+            throw "Cannot download WinSW ($($_.Exception.Message)). On a server without internet access, copy WinSW-x64.exe v$($plan.winsw.version) here and pass -WinSWPath."
+        }
+        Move-Item -LiteralPath $partial -Destination $Destination -Force
+    }
+    try {
+        $verdict = Invoke-Winsvc -ArgumentList @('winsw', $Destination) -Quiet
+    }
+    catch {
+        Remove-Item -LiteralPath $Destination -Force -ErrorAction SilentlyContinue  # never run an unverified wrapper
+        throw
+    }
+    Unblock-File -LiteralPath $Destination
+    Write-Host "    $($verdict.Output -join ' ')"
+}
+
+$LsaSource = @'
+using System;
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using System.Security.Principal;
+
+public static class TranscriberLsa {
+    [StructLayout(LayoutKind.Sequential)]
+    struct LSA_UNICODE_STRING { public ushort Length; public ushort MaximumLength; public IntPtr Buffer; }
+    [StructLayout(LayoutKind.Sequential)]
+    struct LSA_OBJECT_ATTRIBUTES {
+        public int Length; public IntPtr RootDirectory; public IntPtr ObjectName; public uint Attributes;
+        public IntPtr SecurityDescriptor; public IntPtr SecurityQualityOfService;
+    }
+    [DllImport("advapi32.dll")]
+    static extern uint LsaOpenPolicy(IntPtr systemName, ref LSA_OBJECT_ATTRIBUTES attributes, uint access, out IntPtr policy);
+    [DllImport("advapi32.dll")]
+    static extern uint LsaAddAccountRights(IntPtr policy, byte[] sid, LSA_UNICODE_STRING[] rights, uint count);
+    [DllImport("advapi32.dll")]
+    static extern uint LsaClose(IntPtr policy);
+    [DllImport("advapi32.dll")]
+    static extern int LsaNtStatusToWinError(uint status);
+
+    // Grants a user right (SeServiceLogonRight: "Log on as a service") to an account, as services.msc does.
+    public static void Grant(string account, string right) {
+        SecurityIdentifier sid = (SecurityIdentifier)new NTAccount(account).Translate(typeof(SecurityIdentifier));
+        byte[] binary = new byte[sid.BinaryLength];
+        sid.GetBinaryForm(binary, 0);
+        LSA_OBJECT_ATTRIBUTES attributes = new LSA_OBJECT_ATTRIBUTES();
+        IntPtr policy;
+        uint status = LsaOpenPolicy(IntPtr.Zero, ref attributes, 0x00000810, out policy);  // CREATE_ACCOUNT | LOOKUP_NAMES
+        if (status != 0) { throw new Win32Exception(LsaNtStatusToWinError(status)); }
+        LSA_UNICODE_STRING name = new LSA_UNICODE_STRING();
+        name.Buffer = Marshal.StringToHGlobalUni(right);
+        name.Length = (ushort)(right.Length * 2);
+        name.MaximumLength = (ushort)(name.Length + 2);
+        try {
+            status = LsaAddAccountRights(policy, binary, new LSA_UNICODE_STRING[] { name }, 1);
+            if (status != 0) { throw new Win32Exception(LsaNtStatusToWinError(status)); }
+        }
+        finally {
+            Marshal.FreeHGlobal(name.Buffer);
+            LsaClose(policy);
+        }
+    }
+}
+'@
+
+function Set-ServiceAccount($Service) {
+    # The log-on account of one service, set on every run: a service added later gets it too.
+    $account = $Service.account
+    $current = (Get-CimInstance -ClassName Win32_Service -Filter "Name='$($Service.id)'").StartName
+    if ($current -eq $account.name -and -not ($account.needs_password -and $ServiceAccountCredential)) { return }
+    $password = ''
+    if ($account.needs_password) {
+        if (-not $script:credential) {
+            $script:credential = $ServiceAccountCredential
+            if (-not $script:credential) {
+                $script:credential = Get-Credential -UserName $account.name -Message "The password of $($account.name), the account the transcriber services log on as"
+            }
+            if (-not $script:credential) { throw "No password given for $($account.name): pass -ServiceAccountCredential (Get-Credential)." }
+        }
+        $password = $script:credential.GetNetworkCredential().Password
+    }
+    if ($account.needs_logon_right) {
+        if (-not ('TranscriberLsa' -as [type])) { Add-Type -TypeDefinition $LsaSource }
+        [TranscriberLsa]::Grant($account.name, 'SeServiceLogonRight')
+    }
+    Write-Host "    $($Service.id) logs on as $($account.name)"
+    $service = Get-CimInstance -ClassName Win32_Service -Filter "Name='$($Service.id)'"
+    $result = Invoke-CimMethod -InputObject $service -MethodName Change -Arguments @{ StartName = $account.name; StartPassword = $password }
+    if ($result.ReturnValue -ne 0) {
+        throw "Could not make $($Service.id) log on as $($account.name): Win32_Service.Change returned $($result.ReturnValue) (22: no such account; 8: a wrong password, among others)."
+    }
+}
+
+function Register-TranscriberService($Service) {
+    $exe = Join-Path $servicesDir "$($Service.id).exe"
     for ($attempt = 1; ; $attempt++) {
         try {
             Copy-Item -LiteralPath $winswExe -Destination $exe -Force
@@ -242,25 +358,25 @@ function Register-TranscriberService {
             Start-Sleep -Seconds 1  # a wrapper that has just stopped may hold its exe for a moment
         }
     }
-    $xml = New-ServiceXml -Id $id -Description $Description -Arguments $Arguments
-    [System.IO.File]::WriteAllText((Join-Path $servicesDir "$id.xml"), $xml, $Utf8)
+    [System.IO.File]::WriteAllText((Join-Path $servicesDir "$($Service.id).xml"), $Service.xml, $Utf8)
 
-    $existing = Get-CimInstance -ClassName Win32_Service -Filter "Name='$id'"
+    $existing = Get-CimInstance -ClassName Win32_Service -Filter "Name='$($Service.id)'"
     if (-not $existing) {
-        Write-Host "    registering $id"
-        $null = Invoke-Program -FilePath $exe -ArgumentList @('install') -FailureMessage "WinSW could not register $id"
-        return
+        Write-Host "    registering $($Service.id)"
+        $null = Invoke-Program -FilePath $exe -ArgumentList @('install') -FailureMessage "WinSW could not register $($Service.id)"
     }
-    $registeredExe = $existing.PathName.Trim().Trim('"')
-    if ($registeredExe -ne $exe) {
-        throw "$id is already registered by another installation ($registeredExe). Remove it with that installation's uninstall.ps1, then re-run."
+    else {
+        $registeredExe = $existing.PathName.Trim().Trim('"')
+        if ($registeredExe -ne $exe) {
+            throw "$($Service.id) is already registered by another installation ($registeredExe). Remove it with that installation's uninstall.ps1, then re-run."
+        }
+        # WinSW applies these only when it registers a service; refreshed here instead of re-registering.
+        Write-Host "    updating $($Service.id)"
+        $null = Invoke-Program -FilePath 'sc.exe' -ArgumentList @('config', $Service.id, 'start=', 'delayed-auto', 'DisplayName=', ($Service.id -replace '-', ' ')) -Quiet -FailureMessage "sc.exe config $($Service.id) failed"
+        $null = Invoke-Program -FilePath 'sc.exe' -ArgumentList @('description', $Service.id, $Service.description) -Quiet -FailureMessage "sc.exe description $($Service.id) failed"
+        $null = Invoke-Program -FilePath 'sc.exe' -ArgumentList @('failure', $Service.id, 'reset=', '3600', 'actions=', 'restart/10000/restart/30000/restart/60000') -Quiet -FailureMessage "sc.exe failure $($Service.id) failed"
     }
-    # WinSW applies these only when it registers a service. Refreshing them here instead of
-    # re-registering keeps the service's log-on account (set by hand for UNC shares).
-    Write-Host "    updating $id"
-    $null = Invoke-Program -FilePath 'sc.exe' -ArgumentList @('config', $id, 'start=', 'delayed-auto', 'DisplayName=', ($id -replace '-', ' ')) -Quiet -FailureMessage "sc.exe config $id failed"
-    $null = Invoke-Program -FilePath 'sc.exe' -ArgumentList @('description', $id, $Description) -Quiet -FailureMessage "sc.exe description $id failed"
-    $null = Invoke-Program -FilePath 'sc.exe' -ArgumentList @('failure', $id, 'reset=', '3600', 'actions=', 'restart/10000/restart/30000/restart/60000') -Quiet -FailureMessage "sc.exe failure $id failed"
+    Set-ServiceAccount $Service
 }
 
 # ------------------------------------------------------------------ options
@@ -280,60 +396,62 @@ $venvDir = Join-Path $InstallDir 'venv'
 $venvPython = Join-Path $venvDir 'Scripts\python.exe'
 $transcriberExe = Join-Path $venvDir 'Scripts\transcriber.exe'
 $optionsFile = Join-Path $servicesDir 'install-options.json'
+$metricsWhere = '127.0.0.1:9808'
 
-$opt = @{
-    WorkerPool        = $WorkerPool
-    WorkerConcurrency = $WorkerConcurrency
-    NoBeat            = [bool]$NoBeat
-    NoWatcher         = [bool]$NoWatcher
-    WithFlower        = [bool]$WithFlower
-    FlowerPort        = $FlowerPort
-    WithMetrics       = [bool]$WithMetrics
-    Wheelhouse        = $(if ($Wheelhouse) { Get-FullPath $Wheelhouse } else { '' })
+# Only the options given on this command line; the others come from the last run, then the defaults.
+$given = @{}
+foreach ($name in @('WorkerPool', 'WorkerConcurrency', 'NoWorker', 'NoBeat', 'NoWatcher', 'WithFlower', 'FlowerPort', 'WithMetrics', 'Wheelhouse', 'ServiceAccount')) {
+    if (-not $PSBoundParameters.ContainsKey($name)) { continue }
+    $value = $PSBoundParameters[$name]
+    if ($value -is [System.Management.Automation.SwitchParameter]) { $value = $value.IsPresent }
+    $given[$name] = $value
 }
-if (Test-Path -LiteralPath $optionsFile) {
-    # A re-run keeps this machine's choices (e.g. -NoBeat on a worker-only machine) unless given again.
-    $previous = Get-Content -LiteralPath $optionsFile -Raw | ConvertFrom-Json
-    foreach ($name in @($opt.Keys)) {
-        $property = $previous.PSObject.Properties[$name]
-        if ($property -and -not $PSBoundParameters.ContainsKey($name)) { $opt[$name] = $property.Value }
-    }
-}
-if ($opt.WorkerPool -eq 'solo' -and $opt.WorkerConcurrency -ne 1) {
-    if ($PSBoundParameters.ContainsKey('WorkerConcurrency')) {
-        throw '-WorkerPool solo runs one recording at a time: use -WorkerPool threads with -WorkerConcurrency.'
-    }
-    $opt.WorkerConcurrency = 1
-}
+if ($given.ContainsKey('Wheelhouse') -and $given['Wheelhouse']) { $given['Wheelhouse'] = Get-FullPath $given['Wheelhouse'] }
 
 Write-Host "transcriber install: $InstallDir from $Source"
+Write-Step 'Python'
+# winsvc.py runs with the Python the venv is built with, never with the venv's own (rebuilt below if need be).
+$planPython = Find-Python $Python
+$plan = Get-Plan
+$opt = $plan.options
 
 # ------------------------------------------------------------------ stop what runs
 
 Write-Step 'Services'
-$registered = @(@('worker', 'beat', 'watch', 'flower', 'metrics') | Where-Object { Get-Service -Name "transcriber-$_" -ErrorAction SilentlyContinue })
-foreach ($role in $registered) {
-    $service = Get-Service -Name "transcriber-$role"
-    if ($service.Status -ne 'Stopped') {
+$registered = @($plan.services | Where-Object { Get-Service -Name $_.id -ErrorAction SilentlyContinue })
+foreach ($service in $registered) {
+    if ((Get-Service -Name $service.id).Status -ne 'Stopped') {
         # A running worker hands its recording back to the queue (progress kept); up to 90 s.
-        Write-Host "    stopping $($service.Name) for the upgrade"
-        Stop-Service -Name $service.Name
+        Write-Host "    stopping $($service.id) for the upgrade"
+        Stop-Service -Name $service.id
     }
 }
 if ($registered.Count -eq 0) { Write-Host '    none registered yet' }
+$wrapperLogs = @($plan.services | ForEach-Object { Join-Path $logsDir "$($_.id).wrapper.log" } | Where-Object { Test-Path -LiteralPath $_ })
+if ($wrapperLogs.Count -gt 0) { $null = Invoke-Winsvc -ArgumentList (@('rotate') + $wrapperLogs) }  # WinSW 2 never rolls it
 
-# ------------------------------------------------------------------ Python and the package
+# ------------------------------------------------------------------ the folder, Python and the package
 
-Write-Step 'Virtual environment'
-foreach ($dir in @($InstallDir, $servicesDir, $logsDir, $dataDir)) {
+Write-Step "Install folder $InstallDir"
+if (-not (Test-Path -LiteralPath $InstallDir)) { $null = New-Item -ItemType Directory -Path $InstallDir }
+# Closed before anything runs from it: code that runs as the services' account must not be changeable by others.
+Set-InstallAcl $plan.acl_before
+Write-Host '    owned by Administrators; full control for Administrators and SYSTEM only'
+if ($plan.rebuild_venv -and (Test-Path -LiteralPath $venvDir)) {
+    # Made by an earlier install.ps1, in a folder whose ACL let any user change it: not to be trusted.
+    Write-Host "    removing $venvDir (made before the folder's ACL was set; it is rebuilt now)"
+    Remove-Item -LiteralPath $venvDir -Recurse -Force
+}
+foreach ($dir in @($servicesDir, $logsDir, $dataDir)) {
     if (-not (Test-Path -LiteralPath $dir)) { $null = New-Item -ItemType Directory -Path $dir }
 }
+
+Write-Step 'Virtual environment'
 if (Test-Path -LiteralPath $venvPython) {
     Write-Host "    reusing $venvDir (delete that folder to rebuild it with another Python)"
 }
 else {
-    $basePython = Find-Python $Python
-    $null = Invoke-Program -FilePath $basePython -ArgumentList @('-m', 'venv', $venvDir) -FailureMessage 'Creating the virtual environment failed'
+    $null = Invoke-Program -FilePath $planPython -ArgumentList @('-m', 'venv', $venvDir) -FailureMessage 'Creating the virtual environment failed'
 }
 
 Write-Step "Installing transcriber from $Source"
@@ -347,7 +465,7 @@ if (-not (Test-Path -LiteralPath $transcriberExe)) { throw "pip did not create $
 
 Write-Step 'Settings'
 if (Test-Path -LiteralPath $envFile) {
-    Write-Host "    keeping $envFile (an existing .env is never overwritten)"
+    Write-Host "    keeping $envFile (an existing .env is never overwritten; its ACL is set below)"
 }
 else {
     # Absolute paths, so that operator commands work from any folder and every service agrees.
@@ -364,14 +482,14 @@ else {
     foreach ($dir in $paths.Values) {
         if (-not (Test-Path -LiteralPath $dir)) { $null = New-Item -ItemType Directory -Path $dir }
     }
-    # It will hold passwords: Administrators (S-1-5-32-544) may change it, SYSTEM (S-1-5-18, the services' account) read it.
-    $null = Invoke-Program -FilePath 'icacls.exe' -ArgumentList @($envFile, '/inheritance:r', '/grant:r', '*S-1-5-32-544:(F)', '*S-1-5-18:(R)') -Quiet -FailureMessage "Could not restrict access to $envFile"
-    Write-Host "    wrote $envFile from .env.example (readable by Administrators and SYSTEM only)"
+    Write-Host "    wrote $envFile from .env.example"
 }
 $flowerAuthSet = [bool](Select-String -LiteralPath $envFile -Pattern '^\s*FLOWER_BASIC_AUTH\s*=\s*\S' -Quiet)
 # Where `transcriber metrics` listens: read by the service from .env, shown here in its description.
 $metricsAddress = Get-EnvSetting -Name 'METRICS_ADDRESS' -Default '127.0.0.1'
 $metricsPort = Get-EnvSetting -Name 'METRICS_PORT' -Default '9808'
+$metricsWhere = "${metricsAddress}:$metricsPort"
+$dataFolders = @('WATCH_DIR', 'OUTPUT_DIR', 'WHISPER_MODEL_DIR') | ForEach-Object { Get-EnvSetting -Name $_ -Default '' } | Where-Object { $_ }
 
 Write-Step 'Database schema (transcriber db upgrade)'
 $savedEnvFile = $env:TRANSCRIBER_ENV_FILE
@@ -394,44 +512,38 @@ if (-not $dbReady) {
 # ------------------------------------------------------------------ services
 
 Write-Step 'Registering services (WinSW)'
-$winswExe = Join-Path $servicesDir "WinSW-$WinSWVersion-x64.exe"
+$plan = Get-Plan -DataFolders $dataFolders  # again, now that .env says where the folders are
+$winswExe = Join-Path $servicesDir "WinSW-$($plan.winsw.version)-x64.exe"
 Get-WinSW -LocalCopy $WinSWPath -Destination $winswExe
+foreach ($service in $plan.services) {
+    if ($service.wanted) {
+        Register-TranscriberService $service
+    }
+    elseif (Get-Service -Name $service.id -ErrorAction SilentlyContinue) {
+        & (Join-Path $PSScriptRoot 'uninstall.ps1') -InstallDir $InstallDir -Service $service.role
+    }
+}
 
-$workerArguments = @('worker', "--pool=$($opt.WorkerPool)")
-$workerText = 'one recording at a time'
-if ($opt.WorkerPool -eq 'threads') {
-    $workerArguments += "--concurrency=$($opt.WorkerConcurrency)"
-    $workerText = "$($opt.WorkerConcurrency) recordings at a time"
-}
-$plan = @(
-    @{ Role = 'worker'; Wanted = $true; Arguments = $workerArguments
-        Description = "transcriber: Celery worker that transcribes queued recordings ($($opt.WorkerPool) pool, $workerText)." },
-    @{ Role = 'beat'; Wanted = -not $opt.NoBeat; Arguments = @('beat', "--schedule=$(Join-Path $dataDir 'celerybeat-schedule')")
-        Description = 'transcriber: Celery beat, rescues stuck work and dispatches queued recordings. Exactly one per deployment.' },
-    @{ Role = 'watch'; Wanted = -not $opt.NoWatcher; Arguments = @('watch')
-        Description = 'transcriber: registers recordings dropped into WATCH_DIR.' },
-    @{ Role = 'flower'; Wanted = $opt.WithFlower; Arguments = @('flower', "--port=$($opt.FlowerPort)")
-        Description = "transcriber: Flower monitoring on 127.0.0.1:$($opt.FlowerPort)." },
-    @{ Role = 'metrics'; Wanted = $opt.WithMetrics; Arguments = @('metrics')
-        Description = "transcriber: Prometheus metrics on ${metricsAddress}:$metricsPort (METRICS_ADDRESS, METRICS_PORT in .env)." }
-)
-foreach ($service in $plan) {
-    if ($service.Wanted) {
-        Register-TranscriberService -Role $service.Role -Description $service.Description -Arguments $service.Arguments
-    }
-    elseif (Get-Service -Name "transcriber-$($service.Role)" -ErrorAction SilentlyContinue) {
-        & (Join-Path $PSScriptRoot 'uninstall.ps1') -InstallDir $InstallDir -Service $service.Role
+Write-Step 'Access'
+Set-InstallAcl $plan.acl
+$accounts = @($plan.services | Where-Object { $_.wanted } | ForEach-Object { $_.account.name } | Select-Object -Unique)
+Write-Host "    ${InstallDir}: full control for Administrators and SYSTEM; read and run for $($accounts -join ', '); change on data, logs, models"
+Write-Host "    ${envFile}: readable by Administrators, SYSTEM and $($accounts -join ', ') only"
+foreach ($folder in $dataFolders) {
+    if (-not $folder.StartsWith($InstallDir + '\', [System.StringComparison]::OrdinalIgnoreCase)) {
+        Write-Host "    $folder is outside ${InstallDir}: give $($accounts -join ', ') access to it yourself (docs\windows.md, Network shares)"
     }
 }
-[System.IO.File]::WriteAllText($optionsFile, ($opt | ConvertTo-Json), $Utf8)
+[System.IO.File]::WriteAllText($optionsFile, ($plan.save | ConvertTo-Json), $Utf8)
 
 # ------------------------------------------------------------------ next steps
 
-$names = @($plan | Where-Object { $_.Wanted } | ForEach-Object { "transcriber-$($_.Role)" })
+$names = @($plan.services | Where-Object { $_.wanted } | ForEach-Object { $_.id })
 $restart = Join-Path $PSScriptRoot 'restart.ps1'
 Write-Step 'Done'
 Write-Host "Installed in $InstallDir. Services (stopped; they start at boot and restart after a failure):"
 Write-Host "    $($names -join ', ')"
+foreach ($note in @($plan.notes)) { Write-Host "    $note" }
 if ($opt.WithFlower -and -not $flowerAuthSet) {
     Write-Warning "transcriber-flower will not start until FLOWER_BASIC_AUTH=user:password is set in $envFile."
 }
@@ -446,7 +558,7 @@ if ($dbReady) {
 else {
     Write-Host "  2. Migrate and check:  cd '$InstallDir'; .\venv\Scripts\transcriber.exe db upgrade; .\venv\Scripts\transcriber.exe doctor"
 }
-Write-Host "  3. Start the services:  & '$restart'"
+Write-Host "  3. Start the services:  & '$restart'   (it then shows what each service found under its own account)"
 if ($opt.WithFlower) { Write-Host "  4. Flower: http://127.0.0.1:$($opt.FlowerPort) on this server (user and password from FLOWER_BASIC_AUTH)" }
 if ($opt.WithMetrics) {
     Write-Host "  Metrics: http://${metricsAddress}:$metricsPort/metrics (Prometheus config, alert rules and a Grafana dashboard: $(Join-Path $Source 'deploy'))"

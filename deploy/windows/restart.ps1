@@ -32,6 +32,26 @@ function Get-ServiceInfo([string]$Name) {
     return Get-CimInstance -ClassName Win32_Service -Filter "Name='$Name'"
 }
 
+function Get-InstallDir([string]$Name) {
+    $wrapperExe = (Get-ServiceInfo $Name).PathName.Trim().Trim('"')  # <install folder>\services\<name>.exe
+    return Split-Path -Parent (Split-Path -Parent $wrapperExe)
+}
+
+function Invoke-Rotate([string]$Name) {
+    $installDir = Get-InstallDir $Name
+    $log = Join-Path $installDir "logs\$Name.wrapper.log"
+    $python = Join-Path $installDir 'venv\Scripts\python.exe'
+    if (-not (Test-Path -LiteralPath $log) -or -not (Test-Path -LiteralPath $python)) { return }
+    $saved = $ErrorActionPreference
+    $ErrorActionPreference = 'Continue'  # PowerShell 5.1 turns a native program's stderr into errors
+    try {
+        & $python (Join-Path $PSScriptRoot 'winsvc.py') rotate $log 2>&1 | ForEach-Object { Write-Host "    $_" }
+    }
+    finally {
+        $ErrorActionPreference = $saved
+    }
+}
+
 $roles = if ($Service -eq 'all') { @('worker', 'beat', 'watch', 'flower', 'metrics') } else { @($Service) }
 $names = @(foreach ($role in $roles) {
         $name = "transcriber-$role"
@@ -48,6 +68,7 @@ foreach ($name in $names) {
             Write-Host "stopping $name"
             Stop-Service -Name $name  # WinSW sends Ctrl+C and kills after 90 s
         }
+        Invoke-Rotate $name  # WinSW 2 appends to <service>.wrapper.log for ever: rolled while it is stopped
         Write-Host "starting $name"
         Start-Service -Name $name
         (Get-Service -Name $name).WaitForStatus('Running', [TimeSpan]::FromSeconds(60))

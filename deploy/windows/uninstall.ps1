@@ -8,12 +8,17 @@
     Stops the chosen services (a running worker hands its recording back to the queue first) and
     removes them. With -Service all (the default) the venv and the service wrappers go too.
     .env, data, logs and models are kept unless -RemoveData; the recordings (WATCH_DIR) and the
-    transcripts (OUTPUT_DIR) are never touched. See docs\windows.md.
+    transcripts (OUTPUT_DIR) are never touched. A service removed on its own is remembered in
+    services\install-options.json, so the next install.ps1 (an upgrade) does not register it again.
+    See docs\windows.md.
 
 .EXAMPLE
     .\uninstall.ps1
 .EXAMPLE
     .\uninstall.ps1 -Service flower
+.EXAMPLE
+    .\uninstall.ps1 -Service beat
+    Beat moves to another machine: there, install.ps1 -NoBeat:$false.
 .EXAMPLE
     .\uninstall.ps1 -RemoveData
     Everything but the recordings and transcripts; asks before deleting .env, data, logs and models.
@@ -58,7 +63,28 @@ foreach ($role in $roles) {
         if (Test-Path -LiteralPath $path) { Remove-Item -LiteralPath $path -Force }
     }
 }
-if (-not $everything) { return }
+if (-not $everything) {
+    # In step with install-options.json: an upgrade must not bring back a beat that moved to another machine.
+    $optionsFile = Join-Path $servicesDir 'install-options.json'
+    $venvPython = Join-Path $InstallDir 'venv\Scripts\python.exe'
+    if ((Test-Path -LiteralPath $optionsFile) -and -not $WhatIfPreference) {
+        if (-not (Test-Path -LiteralPath $venvPython)) {
+            throw "$venvPython is missing, so $optionsFile still lists $($roles -join ', '): re-run install.ps1 with -NoBeat, -NoWatcher, -NoWorker, -WithFlower:`$false or -WithMetrics:`$false."
+        }
+        $saved = $ErrorActionPreference
+        $ErrorActionPreference = 'Continue'  # PowerShell 5.1 turns a native program's stderr into errors
+        try {
+            $output = & $venvPython (Join-Path $PSScriptRoot 'winsvc.py') forget --options $optionsFile @roles 2>&1
+            $code = $LASTEXITCODE
+        }
+        finally {
+            $ErrorActionPreference = $saved
+        }
+        if ($code -ne 0) { throw "Could not update ${optionsFile}: $output" }
+        Write-Host "remembered in ${optionsFile}: install.ps1 does not register $($roles -join ', ') again"
+    }
+    return
+}
 
 foreach ($dir in @('venv', 'services')) {
     $path = Join-Path $InstallDir $dir

@@ -17,6 +17,24 @@ from transcriber.settings import ENV_FILE_VARIABLE, Settings, load_settings
 from transcriber.tables import Base
 
 ROOT = Path(__file__).parents[2]
+DOCS = ("README.md", "docs/operations.md")
+ENV_EXAMPLE = ROOT / ".env.example"
+SETTINGS = {name.upper(): name for name in Settings.model_fields}
+# Upper-case names in the docs that are not settings, each for a reason.
+NOT_SETTINGS = {
+    ENV_FILE_VARIABLE,  # names the .env file
+    "TORCH_SPEC",  # scripts/test
+    "EVENT_ID",  # a placeholder: webhooks retry EVENT_ID
+    "CHANGE_ME",  # the password placeholder in .env.example
+}
+# .env.example shows a production value for these, not the default (empty: the embedded default).
+EXAMPLE_NOT_DEFAULT = {"DATABASE_URL", "CELERY_BROKER_URL"}
+# `NAME=value` spans that show a value on purpose refused (the README quotes the error it gives).
+REFUSED_ON_PURPOSE = {"TASK_TIMEOUT_SECONDS=abc"}
+
+
+def read(name: str) -> str:
+    return (ROOT / name).read_text(encoding="utf-8")
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -53,17 +71,17 @@ def json_claim_errors(text: str) -> list[str]:
 
 
 def test_readme_names_exactly_the_commands_that_take_json() -> None:
-    assert json_claim_errors((ROOT / "README.md").read_text(encoding="utf-8")) == []
+    assert json_claim_errors(read("README.md")) == []
 
 
 def test_operations_guide_names_exactly_the_commands_that_take_json() -> None:
-    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    text = read("docs/operations.md")
     assert "Every command takes `--json`" not in text
     assert json_claim_errors(text) == []
 
 
 def test_a_wrong_json_sentence_is_caught() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = read("README.md")
     assert json_claim_errors(readme.replace("`status`, `list`,", "`status`, `export`, `list`,", 1)) == [
         "`export` is said to take --json but does not"
     ]
@@ -76,31 +94,12 @@ def test_a_wrong_json_sentence_is_caught() -> None:
 
 
 def test_every_operator_command_is_in_the_readme_table() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = read("README.md")
     for name in ("status", "list", "failed", "attempts", "reset", "skip", "export", "transcribe", "watch"):
         assert f"| `transcriber {name}" in readme, name
 
 
 # ---------------------------------------------------------------- commands and options shown
-
-DOCS = ("README.md", "docs/operations.md")
-ENV_EXAMPLE = ROOT / ".env.example"
-SETTINGS = {name.upper(): name for name in Settings.model_fields}
-# Upper-case names in the docs that are not settings, each for a reason.
-NOT_SETTINGS = {
-    ENV_FILE_VARIABLE,  # names the .env file
-    "TORCH_SPEC",  # scripts/test
-    "EVENT_ID",  # a placeholder: webhooks retry EVENT_ID
-    "CHANGE_ME",  # the password placeholder in .env.example
-}
-# .env.example shows a production value for these, not the default (empty: the embedded default).
-EXAMPLE_NOT_DEFAULT = {"DATABASE_URL", "CELERY_BROKER_URL"}
-# `NAME=value` spans that show a value on purpose refused (the README quotes the error it gives).
-REFUSED_ON_PURPOSE = {"TASK_TIMEOUT_SECONDS=abc"}
-
-
-def read(name: str) -> str:
-    return (ROOT / name).read_text(encoding="utf-8")
 
 
 def prose_and_code(doc: str) -> tuple[str, list[tuple[str, str]]]:
@@ -328,9 +327,42 @@ def test_sql_on_a_column_that_does_not_exist_is_caught() -> None:
     assert len(sql_errors(sql_statements(doc))) == 2  # count(a.*) is Postgres only; no table "recording"
 
 
+def column_errors(doc: str) -> list[str]:
+    """`table.column` names in the prose that tables.py does not have."""
+    tables = Base.metadata.tables
+    named = re.findall(r"`([a-z_]+)\.([a-z_]+)`", prose_and_code(doc)[0])
+    return [f"{t}.{c} does not exist" for t, c in named if t in tables and c not in tables[t].columns]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_column_named_exists(doc: str) -> None:
+    assert column_errors(read(doc)) == []
+
+
+def test_a_column_that_does_not_exist_is_caught() -> None:
+    assert column_errors("kept in `recordings.file_path_bytes` and `attempts.reason`") == [
+        "attempts.reason does not exist"
+    ]
+
+
 def test_the_statuses_and_outcomes_named_are_the_real_ones() -> None:
     from transcriber.tables import AttemptOutcome, RecordingStatus
 
     readme = " ".join(read("README.md").split())
     assert f"status `{'|'.join(s.value for s in RecordingStatus)}`" in readme
     assert f"(`{'|'.join(o.value for o in AttemptOutcome)}`)" in readme
+
+
+# ---------------------------------------------------------------- examples of output
+
+
+def test_the_guides_doctor_example_is_what_doctor_says() -> None:
+    from transcriber.doctor import limit_advice
+
+    guide = read("docs/operations.md")
+    shown = re.search(r"```\n(FAIL  time limit .*?)```", guide, flags=re.S)
+    assert shown, "the guide's example of the time-limit line is gone"
+    # Before the incident: a 30-minute limit, calls of about an hour, 0.6 s of work per second of audio.
+    check = limit_advice(timeout_seconds=1800, realtime_factor=0, durations=[3702, 3650, 3600, 3000], speeds=[0.6] * 20)
+    said = f"{check.status.upper():<5} {check.name:<11} {check.detail}"  # as cli._doctor prints it
+    assert " ".join(shown[1].split()) == " ".join(said.split())

@@ -18,6 +18,8 @@ from transcriber.tables import Base
 
 ROOT = Path(__file__).parents[2]
 DOCS = ("README.md", "docs/operations.md")
+# The Windows guide too, for what it shows of commands, settings and tables (its own words are its own).
+GUIDES = (*DOCS, "docs/windows.md")
 ENV_EXAMPLE = ROOT / ".env.example"
 SETTINGS = {name.upper(): name for name in Settings.model_fields}
 # Upper-case names in the docs that are not settings, each for a reason.
@@ -26,6 +28,7 @@ NOT_SETTINGS = {
     "TORCH_SPEC",  # scripts/test
     "EVENT_ID",  # a placeholder: webhooks retry EVENT_ID
     "CHANGE_ME",  # the password placeholder in .env.example
+    "HTTPS_PROXY",  # pip's proxy (docs/windows.md)
 }
 # .env.example shows a production value for these, not the default (empty: the embedded default).
 EXAMPLE_NOT_DEFAULT = {"DATABASE_URL", "CELERY_BROKER_URL"}
@@ -119,6 +122,9 @@ def inline_code(doc: str) -> list[str]:
     return [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
 
 
+SHELL_COMMAND = r"(?:^ *|\\)transcriber(?:\.exe)? +([a-z].*)$"  # at a line's start, or a path's end
+
+
 def command_lines(doc: str) -> list[str]:
     """Each command a doc shows: `transcriber ...` spans, `status --needs-review` spans, lines of shell blocks."""
     names = set(subcommands())
@@ -127,9 +133,8 @@ def command_lines(doc: str) -> list[str]:
         words = span.split()
         if (words[0] == "transcriber" and len(words) > 1) or (words[0] in names and "--" in span):
             shown.append(span)
-    for language, body in prose_and_code(doc)[1]:
-        if language in ("bash", "sh", ""):
-            shown += [" ".join(line.split()) for line in body.splitlines() if line.strip().startswith("transcriber ")]
+    for _, body in prose_and_code(doc)[1]:  # bash, and PowerShell's .\venv\Scripts\transcriber.exe status
+        shown += ["transcriber " + " ".join(m[1].split()) for m in re.finditer(SHELL_COMMAND, body, flags=re.M)]
     return shown
 
 
@@ -151,7 +156,7 @@ def command_errors(doc: str) -> list[str]:
 
 
 def test_every_command_and_option_shown_exists() -> None:
-    assert [error for doc in DOCS for error in command_errors(read(doc))] == []
+    assert [error for doc in GUIDES for error in command_errors(read(doc))] == []
 
 
 def test_a_command_or_option_that_does_not_exist_is_caught() -> None:
@@ -175,7 +180,7 @@ def setting_name_errors(doc: str) -> list[str]:
     return [f"{name} is not a setting" for name in sorted(names - set(SETTINGS) - NOT_SETTINGS)]
 
 
-@pytest.mark.parametrize("doc", [*DOCS, ".env.example"])
+@pytest.mark.parametrize("doc", [*GUIDES, ".env.example"])
 def test_every_setting_named_exists(doc: str) -> None:
     assert setting_name_errors(read(doc)) == []
 
@@ -239,7 +244,7 @@ def defaults_claimed(doc: str) -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("doc", DOCS)
+@pytest.mark.parametrize("doc", GUIDES)
 def test_every_default_stated_in_the_prose_is_the_default(monkeypatch: pytest.MonkeyPatch, doc: str) -> None:
     claims = defaults_claimed(read(doc))
     assert claims or doc != "README.md"  # the README states several: a pattern that finds none is broken
@@ -262,7 +267,7 @@ def value_examples(doc: str) -> list[tuple[str, str]]:
     return [(p[1], p[2]) for p in pairs if p and p[1] in SETTINGS and p[0] not in REFUSED_ON_PURPOSE]
 
 
-@pytest.mark.parametrize("doc", DOCS)
+@pytest.mark.parametrize("doc", GUIDES)
 def test_every_value_shown_for_a_setting_is_accepted(monkeypatch: pytest.MonkeyPatch, doc: str) -> None:
     refused = []
     for name, value in value_examples(read(doc)):
@@ -311,7 +316,7 @@ def sql_errors(statements: list[str]) -> list[str]:
     return errors
 
 
-@pytest.mark.parametrize("doc", DOCS)
+@pytest.mark.parametrize("doc", GUIDES)
 def test_the_sql_shown_runs_against_the_tables(doc: str) -> None:
     statements = sql_statements(read(doc))
     assert statements
@@ -334,7 +339,7 @@ def column_errors(doc: str) -> list[str]:
     return [f"{t}.{c} does not exist" for t, c in named if t in tables and c not in tables[t].columns]
 
 
-@pytest.mark.parametrize("doc", DOCS)
+@pytest.mark.parametrize("doc", GUIDES)
 def test_every_column_named_exists(doc: str) -> None:
     assert column_errors(read(doc)) == []
 

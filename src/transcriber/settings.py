@@ -38,7 +38,7 @@ _ACCEPTS: dict[str, str] = {
     "broker_visibility_timeout_seconds": "a whole number of seconds >= 0 (0 = derived from the time limit)",
     "whisper_device": "one of auto, cpu, cuda",
     "whisper_compute_type": "auto or a CTranslate2 compute type (int8, int8_float16, float16, float32, ...)",
-    "whisper_cpu_threads": "a whole number >= 0 (0 = let CTranslate2 choose)",
+    "whisper_cpu_threads": "a whole number >= 0 (0 = the cores divided among the worker's model processes)",
     "whisper_beam_size": "a whole number >= 1",
     "whisper_vad_filter": "true or false",
     "whisper_batch_size": "a whole number >= 0 (0 = sequential decoding)",

@@ -2,6 +2,8 @@
 
 Both act at most once per interval however many beat processes run by mistake:
 an advisory lock keeps them from overlapping and ``service_runs`` from repeating.
+Each beat also notes its own tick there (a row ``beat HOST PID``), so ``doctor`` can
+say that two run.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber import lifecycle
@@ -26,6 +29,58 @@ class SendTask(Protocol):
     """Sends one transcription message: recording id, task id, file name, and the piece of a split call."""
 
     def __call__(self, recording_id: uuid.UUID, task_id: str, file_name: str, piece: int | None = None) -> None: ...
+
+
+BEAT_ROW = "beat "  # the prefix of the beats' own rows in service_runs
+BEAT_ROWS_KEPT = timedelta(days=1)  # a beat that stopped without removing its row (killed, or its machine died)
+
+
+@dataclass(frozen=True)
+class BeatTick:
+    """The last tick of one beat process."""
+
+    host: str
+    pid: int
+    at: datetime
+
+
+def beat_row_name(host: str, pid: int) -> str:
+    """``beat HOST PID``, the host cut to fit ``service_runs.name`` (64 characters)."""
+    tail = f" {pid}"
+    return f"{BEAT_ROW}{host}"[: 64 - len(tail)] + tail
+
+
+def record_beat_tick(sessions: sessionmaker[Session], *, host: str, pid: int, now: datetime) -> None:
+    """Note that this beat ticked (every tick, also one whose jobs another beat had just run); forget beats
+    that have not ticked for a day."""
+    with transaction(sessions) as session:
+        lifecycle.record_service_run(session, name=beat_row_name(host, pid), now=now, detail=f"pid {pid} on {host}")
+        session.execute(
+            delete(ServiceRun).where(
+                ServiceRun.name.startswith(BEAT_ROW), ServiceRun.last_run_at < now - BEAT_ROWS_KEPT
+            )
+        )
+
+
+def forget_beat(sessions: sessionmaker[Session], *, host: str, pid: int) -> None:
+    """A beat that stops cleanly removes its row: a restarted beat is not taken for a second one."""
+    with transaction(sessions) as session:
+        session.execute(delete(ServiceRun).where(ServiceRun.name == beat_row_name(host, pid)))
+
+
+def live_beats(session: Session, *, now: datetime, within: float) -> list[BeatTick]:
+    """The beats that ticked in the last ``within`` seconds, most recent first."""
+    rows = session.execute(
+        select(ServiceRun.name, ServiceRun.detail, ServiceRun.last_run_at)
+        .where(ServiceRun.name.startswith(BEAT_ROW), ServiceRun.last_run_at >= now - timedelta(seconds=within))
+        .order_by(ServiceRun.last_run_at.desc())
+    ).all()
+    beats = []
+    for name, detail, at in rows:
+        pid = name.rsplit(" ", 1)[-1]
+        host = (detail or "").partition(" on ")[2] or name[len(BEAT_ROW) : -len(pid) - 1]  # the detail has it whole
+        beats.append(BeatTick(host=host, pid=int(pid) if pid.isdigit() else 0, at=at))
+    return beats
 
 
 def _ran_recently(session: Session, name: str, now: datetime, interval: float) -> bool:

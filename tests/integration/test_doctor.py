@@ -180,3 +180,24 @@ def test_doctor_tells_where_webhooks_go_and_what_gave_up_without_the_token(pg_ur
     assert check["status"] == "warn"
     assert "1 event(s) to https://hooks.example.com gave up; last error: HTTP 401: bad signature" in check["detail"]
     assert "transcriber webhooks retry --failed" in check["detail"] and "t0ps3cret" not in check["detail"]
+
+
+def test_each_beat_notes_its_ticks_and_old_ones_are_forgotten(sessions) -> None:  # type: ignore[no-untyped-def]
+    from transcriber import maintenance
+
+    now = datetime.now(UTC)
+    long_host = "a-very-long-host-name-of-a-windows-server.branch-office.example.com"
+    maintenance.record_beat_tick(sessions, host="gone", pid=1, now=now - timedelta(days=2))
+    maintenance.record_beat_tick(sessions, host="app1", pid=4242, now=now - timedelta(seconds=30))
+    maintenance.record_beat_tick(sessions, host=long_host, pid=77, now=now)  # prunes the one two days old
+    with sessions() as s:
+        names = set(s.scalars(text("SELECT name FROM service_runs")))
+        assert names == {"beat app1 4242", maintenance.beat_row_name(long_host, 77)}
+        assert all(len(n) <= 64 for n in names)
+        live = maintenance.live_beats(s, now=now, within=60)
+        assert [(b.host, b.pid) for b in live] == [(long_host, 77), ("app1", 4242)]  # the whole host name
+        assert [(b.host, b.pid) for b in maintenance.live_beats(s, now=now, within=10)] == [(long_host, 77)]
+    maintenance.forget_beat(sessions, host=long_host, pid=77)
+    maintenance.forget_beat(sessions, host=long_host, pid=77)  # a second close: harmless
+    with sessions() as s:
+        assert [b.pid for b in maintenance.live_beats(s, now=now, within=60)] == [4242]

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from transcriber.errors import TranscriberError
+from transcriber.maintenance import BeatTick, live_beats
 from transcriber.redact import redact_url
 from transcriber.retry import effective_time_limit, visibility_timeout_for
 from transcriber.settings import Settings
@@ -249,16 +250,38 @@ def check_folders(settings: Settings) -> list[Check]:
     return checks
 
 
-def check_beat(settings: Settings, sessions: sessionmaker[Session], now: datetime) -> Check:
-    with sessions() as session:
-        last = session.scalar(select(ServiceRun.last_run_at).where(ServiceRun.name == "cleanup_stuck"))
-    allowed = timedelta(seconds=max(3 * settings.cleanup_interval_seconds, 120))
-    if last is None:
+def beat_tick_seconds(settings: Settings) -> float:
+    """How often a running beat notes its tick: before each job it runs, so at the shorter of the two intervals."""
+    return min(settings.cleanup_interval_seconds, settings.dispatch_interval_seconds)
+
+
+def beat_advice(
+    *, now: datetime, last_cleanup: datetime | None, beats: list[BeatTick], cleanup_interval: float, tick: float
+) -> Check:
+    """Pure: is beat running, and only one? ``beats``: those that ticked within two ticks (a late tick
+    is not a stopped beat)."""
+    allowed = timedelta(seconds=max(3 * cleanup_interval, 120))
+    if last_cleanup is None:
         return Check("beat", FAIL, "no cleanup run recorded: start exactly one 'transcriber beat' (and a worker)")
-    age = now - last
+    age = now - last_cleanup
     if age > allowed:
         return Check("beat", FAIL, f"last cleanup ran {age.total_seconds():.0f}s ago: is beat (and a worker) running?")
+    if len(beats) > 1:
+        which = ", ".join(f"pid {b.pid} on {b.host}" for b in beats)
+        return Check("beat", WARN, f"{len(beats)} beats ticked in the last {2 * tick:.0f}s ({which}): run exactly one "
+                     "beat per deployment (Windows: install.ps1 -NoBeat on the other machines; Linux: disable "
+                     "transcriber-beat there); if one was just restarted, run doctor again in "
+                     f"{2 * tick:.0f}s")  # fmt: skip
     return Check("beat", OK, f"last cleanup {age.total_seconds():.0f}s ago")
+
+
+def check_beat(settings: Settings, sessions: sessionmaker[Session], now: datetime) -> Check:
+    tick = beat_tick_seconds(settings)
+    with sessions() as session:
+        last = session.scalar(select(ServiceRun.last_run_at).where(ServiceRun.name == "cleanup_stuck"))
+        beats = live_beats(session, now=now, within=2 * tick)
+    return beat_advice(now=now, last_cleanup=last, beats=beats, cleanup_interval=settings.cleanup_interval_seconds,
+                       tick=tick)  # fmt: skip
 
 
 def check_webhooks(settings: Settings, sessions: sessionmaker[Session], now: datetime) -> Check:

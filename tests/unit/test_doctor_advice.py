@@ -133,3 +133,26 @@ def test_the_pool_is_known_by_the_class_celery_makes_of_its_name() -> None:
     for option in ("solo", "threads", "prefork"):
         assert pool_name(get_implementation(option)) == option  # what worker_init's sender holds
         assert pool_name(option) == option
+
+
+def test_beat_warns_when_two_beats_ticked_naming_them() -> None:
+    from transcriber.doctor import WARN, beat_advice
+    from transcriber.maintenance import BeatTick
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    one = BeatTick(host="app1", pid=4242, at=now - timedelta(seconds=1))
+    two = BeatTick(host="app2", pid=77, at=now - timedelta(seconds=3))
+    recent = now - timedelta(seconds=30)
+
+    def advice(last: datetime | None, beats: list[BeatTick]):  # type: ignore[no-untyped-def]
+        return beat_advice(now=now, last_cleanup=last, beats=beats, cleanup_interval=60, tick=2)
+
+    assert advice(recent, [one]).status == OK
+    assert advice(recent, []).status == OK  # a version before beats noted their ticks
+    both = advice(recent, [one, two])
+    assert both.status == WARN
+    assert both.detail.startswith("2 beats ticked in the last 4s (pid 4242 on app1, pid 77 on app2): run exactly one")
+    assert "install.ps1 -NoBeat on the other machines" in both.detail and "disable transcriber-beat" in both.detail
+    assert both.detail.endswith("if one was just restarted, run doctor again in 4s")
+    assert advice(None, [one, two]).status == FAIL  # no cleanup at all says more than two beats
+    assert advice(now - timedelta(hours=1), [one]).status == FAIL

@@ -122,6 +122,23 @@ app.add_defaults(lambda: celery_config(current_settings()))
 
 
 @beat_init.connect
+def _stop_cleanly_on_the_supervisors_signal(**_: Any) -> None:
+    """``transcriber run`` stops beat with ``supervisor.stop_signal()``: SIGBREAK on Windows, which Celery's beat
+    does not handle (it would die without saving its schedule or removing its row in service_runs). Give it the
+    handler Celery's beat has installed for SIGINT by now: save the schedule, close, exit. Elsewhere SIGTERM,
+    which has that handler already."""
+    import signal
+
+    from celery import platforms
+
+    from transcriber.supervisor import stop_signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    if getattr(handler, "__name__", "") == "_sync":  # celery.apps.beat's; not beat embedded in a worker (-B)
+        platforms.signals[stop_signal()] = handler
+
+
+@beat_init.connect
 def _start_webhook_delivery(**_: Any) -> None:
     """Beat, the one process per deployment, delivers the webhook outbox in a thread beside rescue and dispatch.
 

@@ -54,14 +54,25 @@ def start_child(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
 
 
+def stop_signal(platform: str | None = None) -> str:
+    """The signal a child receives when ``stop_child`` asks it to stop; the worker and beat make it a clean stop.
+
+    Windows: SIGBREAK, which CTRL_BREAK_EVENT arrives as; Ctrl+C cannot target a process group, and each child
+    has a group of its own (``start_child``), so the worker's event does not reach beat. The model processes a
+    worker starts are not attached to its console (CREATE_NO_WINDOW, runner.py): no console event reaches them,
+    and the worker ends them after handing its calls back. Elsewhere: SIGTERM.
+    """
+    return "SIGBREAK" if (platform or sys.platform) == "win32" else "SIGTERM"
+
+
 def stop_child(proc: subprocess.Popen[bytes], grace: float) -> None:
     """Ask politely (warm shutdown), then insist."""
     if proc.poll() is not None:
         return
-    if sys.platform == "win32":
+    if stop_signal() == "SIGBREAK":
         proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
     else:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, stop_signal()))
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:

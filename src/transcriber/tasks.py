@@ -92,6 +92,33 @@ def _warm_in_process(**_: Any) -> None:
         worker_context().warm(_concurrency if _pool == "threads" else 1)
 
 
+@worker_ready.connect
+def _stop_warmly_on_the_supervisors_signal(sender: Any = None, **_: Any) -> None:
+    """``transcriber run`` stops this worker with ``supervisor.stop_signal()``: make it Celery's warm shutdown.
+
+    On Windows that is SIGBREAK (CTRL_BREAK_EVENT, the one console event that reaches a process group), which
+    Celery does not handle: Python's default would end the worker at once, and its running recording would wait
+    for the stuck rescue, spending a retry. Celery has installed its own handlers by now (``worker_ready`` comes
+    after ``install_platform_tweaks``, in the main thread); elsewhere this is SIGTERM, as Celery has it already.
+    """
+    import signal
+
+    from celery.apps.worker import install_worker_term_handler
+
+    from transcriber.supervisor import stop_signal
+
+    name = stop_signal()
+    worker = getattr(sender, "controller", None)  # worker_ready's sender is the consumer
+    if worker is None:
+        return
+    install_worker_term_handler(worker, sig=name)  # Celery's own SIGTERM handler: a warm shutdown
+    handler = signal.getsignal(getattr(signal, name)) if hasattr(signal, name) else None
+    if getattr(handler, "__name__", "").startswith("worker_"):
+        log.info("%s (how 'transcriber run' stops this worker) is a warm shutdown: running calls are handed back", name)
+    else:  # Celery's Signals ignores a signal this platform lacks, and one set outside the main thread
+        log.warning("%s is not handled: a stop by 'transcriber run' ends running calls without handing them back", name)
+
+
 def worker_context() -> WorkerContext:
     """This process's context, created on first use after any fork."""
     global _context, _context_pid

@@ -129,6 +129,14 @@ def test_run_needs_no_server_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
                     model.kill()
     [(status, retries)] = rows(tmp_path, "SELECT status, retry_count FROM recordings WHERE file_name='long call.m4a'")
     assert (status, retries) == ("queued", 0)  # handed back, no retry spent
+    # By the worker itself as it stopped (supervisor.stop_signal(), made a warm shutdown), not rescued as stuck.
+    [(outcome, cause, error)] = rows(
+        tmp_path, "SELECT a.outcome, a.cause, a.error_message FROM attempts a JOIN recordings r "
+        "ON r.id = a.recording_id WHERE r.file_name = 'long call.m4a'",
+    )  # fmt: skip
+    assert (outcome, cause) == ("lost", "interrupted") and error.startswith("Interrupted: the worker shut down")
+    worker_log = (tmp_path / "data" / "logs" / "worker.log").read_text(errors="replace")
+    assert "SIGTERM (how 'transcriber run' stops this worker) is a warm shutdown" in worker_log
     assert not [m for m in models if m.is_running()]  # the worker ended its model processes: nothing left behind
 
     drop(tmp_path, "dropped while stopped.m4a", conversation(SENTENCES[4:5]))

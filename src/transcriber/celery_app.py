@@ -122,6 +122,14 @@ app.add_defaults(lambda: celery_config(current_settings()))
 
 
 @beat_init.connect
+def _check_folders_as_this_account(**_: Any) -> None:
+    """Beat's folder (DATA_DIR: its schedule), checked as the account it runs as (``doctor --as-service``)."""
+    from transcriber import selfcheck
+
+    selfcheck.report(current_settings(), role="beat")
+
+
+@beat_init.connect
 def _stop_cleanly_on_the_supervisors_signal(**_: Any) -> None:
     """``transcriber run`` stops beat with ``supervisor.stop_signal()``: SIGBREAK on Windows, which Celery's beat
     does not handle (it would die without saving its schedule or removing its row in service_runs). Give it the
@@ -202,3 +210,6 @@ def _secure_flower(**_: Any) -> None:
     if problem:
         print(f"transcriber: configuration error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    from transcriber import selfcheck
+
+    selfcheck.report(current_settings(), role="flower")

@@ -140,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     doctor = add("doctor", _doctor, "pre-flight check: settings, database, broker, model, folders, beat, time limit")
     doctor.add_argument("--no-model", action="store_true", help="skip loading the model")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--as-service",
+        action="store_true",
+        help="the folder checks each service ran at its start as its own account (from DATA_DIR)",
+    )
+    doctor.add_argument("--this-host", action="store_true", help="with --as-service: this machine's services only")
     add("metrics", _metrics, "Prometheus metrics on METRICS_ADDRESS:METRICS_PORT (127.0.0.1:9808), from the database",
         epilog="Scrape http://HOST:PORT/metrics. Alert rules and a Grafana dashboard: deploy/prometheus, "
         "deploy/grafana.")  # fmt: skip
@@ -355,6 +361,12 @@ def _doctor(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
     from transcriber.doctor import FAIL, run_checks
     from transcriber.tables import utcnow
 
+    if args.as_service:
+        from transcriber import selfcheck
+
+        found = selfcheck.check_services(settings, now=utcnow(), this_host=args.this_host)
+        _print_json([f.__dict__ for f in found]) if args.json else print(selfcheck.format_findings(found))
+        return 1 if any(f.status == FAIL for f in found) else 0
     checks = run_checks(settings, now=utcnow(), include_model=not args.no_model)
     if args.json:
         _print_json([c.__dict__ for c in checks])
@@ -366,11 +378,12 @@ def _doctor(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> 
 
 def _metrics(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> int:
     """The Prometheus exporter: every figure read from the database at each scrape (one covers all workers)."""
-    from transcriber import metrics
+    from transcriber import metrics, selfcheck
     from transcriber.ingest import stop_on_signals
 
     stop = threading.Event()
     stop_on_signals(stop)
+    selfcheck.report(settings, role="metrics")
     metrics.serve(settings, stop)
     return 0
 
@@ -397,6 +410,7 @@ def _make_ingester(settings: Settings, stop: Any = None) -> Any:
 
 
 def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber import selfcheck
     from transcriber.ingest import run_watch_loop, stop_on_signals
 
     if args.once:
@@ -404,6 +418,7 @@ def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> i
         return 0
     stop = threading.Event()
     stop_on_signals(stop)
+    selfcheck.report(settings, role="watcher")
     ingester = _make_ingester(settings, stop)
     log.info("watching %s (settle %ss, rescan every %ss)", settings.watch_dir, settings.watch_settle_seconds,
              settings.watch_poll_seconds)  # fmt: skip
@@ -412,6 +427,7 @@ def _watch(settings: Settings, args: argparse.Namespace, _extra: list[str]) -> i
 
 
 def _run(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> int:
+    from transcriber import selfcheck
     from transcriber.ingest import run_watch_loop, stop_on_signals
     from transcriber.migrate import upgrade_to_head
     from transcriber.model_store import ensure_available, ensure_device
@@ -425,6 +441,7 @@ def _run(settings: Settings, _args: argparse.Namespace, _extra: list[str]) -> in
     ingester = _make_ingester(settings)
     stop = threading.Event()
     stop_on_signals(stop)
+    selfcheck.report(settings, role="watcher")  # the worker and beat children report their own
     watcher = threading.Thread(
         target=run_watch_loop,
         args=(ingester,),

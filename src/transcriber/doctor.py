@@ -11,12 +11,10 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -233,21 +231,11 @@ def check_speakers(settings: Settings, *, load: bool) -> Check:
 
 
 def check_folders(settings: Settings) -> list[Check]:
-    checks = []
-    watch = Path(settings.watch_dir)
-    if not watch.is_dir() or not os.access(watch, os.R_OK | os.X_OK):
-        checks.append(Check("WATCH_DIR", FAIL, f"{watch} is not a readable folder: create it or fix WATCH_DIR"))
-    else:
-        checks.append(Check("WATCH_DIR", OK, f"{watch} readable"))
-    out = Path(settings.output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".doctor-"):
-            pass
-        checks.append(Check("OUTPUT_DIR", OK, f"{out} writable"))
-    except OSError as exc:
-        checks.append(Check("OUTPUT_DIR", FAIL, f"{out} is not writable ({exc.strerror}): fix OUTPUT_DIR or rights"))
-    return checks
+    """The folders every service uses, checked by listing and writing as this user (``selfcheck.check_folder``);
+    the services check their own as their own accounts (``doctor --as-service``)."""
+    from transcriber.selfcheck import account_name, folder_checks
+
+    return folder_checks(settings, "doctor", account_name())
 
 
 def beat_tick_seconds(settings: Settings) -> float:

@@ -93,6 +93,14 @@ def _warm_in_process(**_: Any) -> None:
 
 
 @worker_ready.connect
+def _check_folders_as_this_account(**_: Any) -> None:
+    """The worker's folders, checked as the account it runs as (``transcriber doctor --as-service``)."""
+    from transcriber import selfcheck
+
+    selfcheck.report(current_settings(), role="worker")
+
+
+@worker_ready.connect
 def _stop_warmly_on_the_supervisors_signal(sender: Any = None, **_: Any) -> None:
     """``transcriber run`` stops this worker with ``supervisor.stop_signal()``: make it Celery's warm shutdown.
 

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from speech import SENTENCES, conversation, long_speech, write_audio
+from transcriber import selfcheck
 
 pytestmark = pytest.mark.slow
 
@@ -138,6 +139,9 @@ def test_run_needs_no_server_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
     worker_log = (tmp_path / "data" / "logs" / "worker.log").read_text(errors="replace")
     assert "SIGTERM (how 'transcriber run' stops this worker) is a warm shutdown" in worker_log
     assert not [m for m in models if m.is_running()]  # the worker ended its model processes: nothing left behind
+    reports = {r["role"]: r for r in selfcheck.read_reports(tmp_path / "data" / "service-checks")}
+    assert sorted(reports) == ["beat", "watcher", "worker"]  # each process checked its folders as itself
+    assert {c["status"] for r in reports.values() for c in r["checks"]} == {"ok"}
 
     drop(tmp_path, "dropped while stopped.m4a", conversation(SENTENCES[4:5]))
     second = start(tmp_path, 2)

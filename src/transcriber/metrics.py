@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from transcriber.db import describe_error, make_engine, make_session_factory
 from transcriber.errors import CAUSES, ConfigError
 from transcriber.lifecycle import last_sign_of_life
+from transcriber.maintenance import BEAT_ROW
 from transcriber.settings import Settings
 from transcriber.tables import (
     Attempt,
@@ -146,7 +147,9 @@ def read_snapshot(session: Session, *, now: datetime) -> Snapshot:
     ).all()
     webhooks = {status: count for status, count, _ in webhook_rows}
     oldest_webhook = next((first for status, _, first in webhook_rows if status == DeliveryStatus.PENDING.value), None)
-    beat_runs = dict(session.execute(select(ServiceRun.name, ServiceRun.last_run_at)).all())
+    # Not the beats' own rows (``beat HOST PID``, one per beat process): a new series at every beat restart.
+    jobs = select(ServiceRun.name, ServiceRun.last_run_at).where(~ServiceRun.name.startswith(BEAT_ROW))
+    beat_runs = dict(session.execute(jobs).all())
     return Snapshot(
         recordings=recordings,
         queued_due=int(queued.due or 0),

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from transcriber import lifecycle, metrics
+from transcriber import lifecycle, maintenance, metrics
 from transcriber.db import make_engine, make_session_factory, transaction
 from transcriber.errors import CAUSES, AttemptTimeout, ConfigError, PermanentError
 from transcriber.migrate import upgrade_to_head
@@ -122,6 +122,8 @@ def busy(sessions: sessionmaker[Session]) -> dict[str, Any]:
     with transaction(sessions) as s:
         lifecycle.skip_recordings(s, now=T0, ids=[skipped])
         lifecycle.record_service_run(s, name="cleanup_stuck", now=NOW - timedelta(seconds=30), detail="rescued 1")
+    # A beat's own row (doctor's two-beats check) is no job: no series of its own, one per beat restart.
+    maintenance.record_beat_tick(sessions, host="beat-host", pid=4242, now=NOW - timedelta(seconds=2))
     # Webhooks: the first completion's event delivered, the needs_review one given up on, the rest pending.
     with transaction(sessions) as s:
         events = s.execute(select(WebhookEvent.id, WebhookEvent.event).order_by(WebhookEvent.id)).all()

@@ -9,7 +9,9 @@
     it concerns (TASK_TIMEOUT_SECONDS -> worker, METRICS_PORT -> metrics; when unsure, all). A worker that is
     transcribing hands its recording back to the queue with its progress kept (up to 90 s),
     then starts again. Each service must report Running and keep the same process for
-    -SettleSeconds; otherwise the end of its log is shown and the exit code is 1.
+    -SettleSeconds; otherwise the end of its log is shown and the exit code is 1. Then it shows
+    what each service found when it checked its folders at its start, as its own account
+    (transcriber doctor --as-service), and exits 1 if one cannot use a folder it needs.
 
 .EXAMPLE
     .\restart.ps1
@@ -113,8 +115,29 @@ foreach ($row in $rows | Where-Object { $_.Result -ne 'ok' }) {
         }
     }
 }
+$installDir = Get-InstallDir $names[0]
 if ($problem.Count -gt 0) {
-    $installDir = Split-Path -Parent (Split-Path -Parent @($rows)[0].Log)
     Write-Host "Check the settings with: cd '$installDir'; .\venv\Scripts\transcriber.exe doctor"
+    exit 1
+}
+
+# Each service checked its folders when it started, as its own account (not as you): show what it found.
+Write-Host 'What each service found at its start, as its own account (transcriber doctor --as-service --this-host):'
+$savedEnvFile = $env:TRANSCRIBER_ENV_FILE
+$env:TRANSCRIBER_ENV_FILE = Join-Path $installDir '.env'
+Push-Location -LiteralPath $installDir
+$saved = $ErrorActionPreference
+$ErrorActionPreference = 'Continue'  # PowerShell 5.1 turns a native program's stderr into errors
+try {
+    & (Join-Path $installDir 'venv\Scripts\transcriber.exe') doctor --as-service --this-host 2>&1 | ForEach-Object { Write-Host "    $_" }
+    $doctorCode = $LASTEXITCODE
+}
+finally {
+    $ErrorActionPreference = $saved
+    Pop-Location
+    $env:TRANSCRIBER_ENV_FILE = $savedEnvFile
+}
+if ($doctorCode -ne 0) {
+    Write-Warning 'A service cannot use a folder it needs (FAIL above): give its account access (docs\windows.md, Network shares), then restart it.'
     exit 1
 }

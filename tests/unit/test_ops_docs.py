@@ -29,6 +29,8 @@ NOT_SETTINGS = {
     "EVENT_ID",  # a placeholder: webhooks retry EVENT_ID
     "CHANGE_ME",  # the password placeholder in .env.example
     "HTTPS_PROXY",  # pip's proxy (docs/windows.md)
+    "CTRL_BREAK",  # the console event transcriber run stops its children with on Windows
+    "CREATE_NO_WINDOW",  # the flag the model processes start with on Windows
 }
 # .env.example shows a production value for these, not the default (empty: the embedded default).
 EXAMPLE_NOT_DEFAULT = {"DATABASE_URL", "CELERY_BROKER_URL"}

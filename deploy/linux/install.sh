@@ -152,6 +152,7 @@ sysctl() {
 }
 
 check_machine() {
+  command -v systemctl >/dev/null || die "systemctl not found: install systemd (apt-get install systemd)"
   staged && return
   [ "$DRY" = yes ] && return
   [ "$(id -u)" = 0 ] || die "run it as root (sudo), or with --root DIR to write the files under DIR only"

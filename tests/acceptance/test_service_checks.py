@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,50 +22,38 @@ from transcriber.tables import utcnow
 
 TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
 NOBODY = 65534
-AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+# The service's account, as this test makes it: root without the capabilities that let root past a folder's
+# rights (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). Another uid would need the checkout, the venv and the Python
+# it links to reachable by that uid, which a CI clone in a private folder is not.
+AS_SERVICE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
 
 
-@pytest.fixture
-def reachable(pipeline: Any) -> Iterator[Any]:
-    """A pipeline in a folder any account can reach: pytest's own tmp lies under a folder only root may enter."""
-    root = Path(tempfile.mkdtemp(prefix="transcriber-as-service-"))
-    root.chmod(0o755)
-    other = type(pipeline)(root, pipeline.env["DATABASE_URL"], pipeline.env["CELERY_BROKER_URL"])
-    try:
-        yield other
-    finally:
-        other.stop_all(graceful=False)
-        shutil.rmtree(root, ignore_errors=True)
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() != 0, reason="drops root's capabilities: needs root")
+def test_a_folder_the_services_account_cannot_list_fails_doctor_as_service(pipeline: Any) -> None:
+    """The operator lists WATCH_DIR, the watcher's account cannot: plain doctor passes, --as-service fails."""
+    os.chown(pipeline.watch_dir, NOBODY, NOBODY)
+    pipeline.watch_dir.chmod(0o700)  # someone else's alone, like a share only its owners may read
+    data = pipeline.env["DATA_DIR"] = str(pipeline.tmp / "data")
+    pipeline.start("watch", wrap=AS_SERVICE)
+    report = Path(data) / "service-checks" / f"watcher-{socket.gethostname()}.json"
+    pipeline.wait_for("the watcher's report", report.exists, timeout=60)
+    pipeline.stop_all()
 
-
-@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() != 0, reason="starts a service as nobody: needs root")
-def test_a_folder_the_services_account_cannot_list_fails_doctor_as_service(reachable: Any) -> None:
-    """Root (the operator) lists WATCH_DIR, the watcher's account cannot: plain doctor passes, --as-service fails."""
-    data = reachable.tmp / "data"
-    data.mkdir()
-    os.chown(data, NOBODY, NOBODY)  # the service's own folder, as an installer makes it
-    reachable.watch_dir.chmod(0o700)  # root's alone, like a share only administrators may read
-    reachable.env["DATA_DIR"] = str(data)
-    reachable.start("watch", wrap=AS_NOBODY)
-    report = data / "service-checks" / f"watcher-{socket.gethostname()}.json"
-    reachable.wait_for("the watcher's report", report.exists, timeout=60)
-    reachable.stop_all()
-
-    done = subprocess.run([TRANSCRIBER, "doctor", "--as-service", "--json"], env=reachable.env, capture_output=True,
+    done = subprocess.run([TRANSCRIBER, "doctor", "--as-service", "--json"], env=pipeline.env, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     found = {(f["role"], f["name"]): f for f in json.loads(done.stdout)}
     watch = found["watcher", "WATCH_DIR"]
-    assert (watch["status"], watch["account"]) == ("fail", "nobody")
-    assert watch["detail"].startswith(f"{reachable.watch_dir}: cannot list it as nobody (Permission denied): give "
-                                      "nobody read rights on it")  # fmt: skip
+    assert (watch["status"], watch["account"]) == ("fail", "root")
+    assert watch["detail"].startswith(f"{pipeline.watch_dir}: cannot list it as root (Permission denied): give "
+                                      "root read rights on it")  # fmt: skip
     assert (found["watcher", "DATA_DIR"]["status"], found["worker", "report"]["status"]) == ("ok", "warn")
-    text = subprocess.run([TRANSCRIBER, "doctor", "--as-service"], env=reachable.env, capture_output=True, text=True,
+    text = subprocess.run([TRANSCRIBER, "doctor", "--as-service"], env=pipeline.env, capture_output=True, text=True,
                           timeout=60).stdout  # fmt: skip
-    assert f"watcher on {socket.gethostname()} (pid " in text and "checked as nobody" in text
-    assert f"ERROR transcriber.selfcheck: watcher WATCH_DIR: {watch['detail']}" in reachable.full_log("watch")
+    assert f"watcher on {socket.gethostname()} (pid " in text and "checked as root" in text
+    assert f"ERROR transcriber.selfcheck: watcher WATCH_DIR: {watch['detail']}" in pipeline.full_log("watch")
 
-    plain = {c.name: c for c in check_folders(Settings(_env_file=None, **settings_of(reachable.env)))}
+    plain = {c.name: c for c in check_folders(Settings(_env_file=None, **settings_of(pipeline.env)))}
     assert plain["WATCH_DIR"].status == "ok" and plain["WATCH_DIR"].detail.endswith("listed as root")  # as before
 
 

@@ -311,24 +311,35 @@ def _option(extra: list[str], long: str, short: str) -> str | None:
 def _worker(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:
     from transcriber.celery_app import app, use_settings
     from transcriber.model_store import ensure_available, ensure_device
-    from transcriber.runner import default_concurrency
 
     if _wants_help(extra):  # Celery's help: no model to find first
         return int(app.start(["worker", "--help"]) or 0)
     ensure_device(settings.whisper_device)  # a worker that cannot load the model must not take messages
     ensure_available(settings.whisper_model, settings.whisper_model_dir)  # fail at start, not in every task
     use_settings(settings)
+    app.worker_main(worker_argv(settings, extra))
+    return 0
+
+
+def worker_argv(settings: Settings, extra: list[str]) -> list[str]:
+    """Celery's worker command line: the operator's arguments, with our pool and concurrency unless given."""
+    from transcriber.runner import default_concurrency
+
     argv = _celery_argv("worker", settings, extra)
     pool = _option(extra, "--pool", "-P")
-    if not any(a.startswith(("--concurrency", "-c")) for a in extra):
+    given = _option(extra, "--concurrency", "-c")
+    processes = int(given) if given and given.isdigit() else default_concurrency(settings.whisper_device)
+    if given is None:
         # One model process per core, one thread each (runner.default_concurrency); solo runs one task only.
-        argv.append(f"--concurrency={1 if pool == 'solo' else default_concurrency(settings.whisper_device)}")
-    if sys.platform == "win32" and pool is None:
-        # prefork does not work on Windows; threads runs one model process per thread, and our time limit
-        # works on every pool. One process: solo, as before.
-        argv.append("--pool=threads" if default_concurrency(settings.whisper_device) > 1 else "--pool=solo")
-    app.worker_main(argv)
-    return 0
+        argv.append(f"--concurrency={1 if pool == 'solo' else processes}")
+    if pool is None:
+        # threads on every platform: each thread has a model process of its own (the decoding is there, not in
+        # the worker), and a warm stop (SIGTERM, Ctrl-C, a service stop) hands the running calls back at once.
+        # Under Celery's prefork the calls run in pool children that the stop waits for: an hour-long call
+        # would finish first (or be killed at the service's stop timeout). prefork does not run on Windows.
+        # One process: solo, as before.
+        argv.append("--pool=threads" if processes > 1 else "--pool=solo")
+    return argv
 
 
 def _beat(settings: Settings, _args: argparse.Namespace, extra: list[str]) -> int:

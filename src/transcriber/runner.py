@@ -365,6 +365,10 @@ class SupervisedModel:
             }
         )
         message = self._next(time.monotonic() + self.load_timeout)
+        if message is _EOF and (code := self._reap()) is not None and code < 0:
+            # Killed by a signal while loading (the OOM killer, an operator): the machine's trouble, not the
+            # model's, so the attempt is retried. A model that cannot load says so, or exits by itself: for good.
+            raise WorkerLost(f"Worker lost: model process exited with code {code} while loading the model")
         if message is _EOF or message is None or message.get("type") != "ready":
             detail = message.get("message") if isinstance(message, dict) else "the model process exited"
             self.kill()

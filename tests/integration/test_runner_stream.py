@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from transcriber.errors import AttemptTimeout
+from transcriber.errors import AttemptTimeout, ModelNotFound, WorkerLost
 from transcriber.runner import Deadline, Done, Info, ModelConfig, Request, SupervisedModel
 from transcriber.segments import Segment
 
@@ -67,3 +67,15 @@ def test_a_finished_stream_keeps_its_process(runner: SupervisedModel) -> None:
     assert isinstance(events[-1], Done)
     pid = runner.pid
     assert texts(runner, "/in/E.m4a", segments=1) == ["E 0"] and runner.pid == pid
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX signal")
+def test_a_model_process_killed_while_loading_is_a_lost_worker_not_a_missing_model() -> None:
+    """The OOM killer during the load: the attempt is retried. A model process that exits by itself: for good."""
+    dies = "import os, signal, sys; sys.stdin.readline(); os.kill(os.getpid(), signal.SIGKILL)"
+    killed = SupervisedModel(ModelConfig("stub"), command=[sys.executable, "-c", dies])
+    with pytest.raises(WorkerLost, match=r"^Worker lost: model process exited with code -9 while loading the model$"):
+        killed.start()
+    broken = SupervisedModel(ModelConfig("stub"), command=[sys.executable, "-c", "import sys; sys.exit(1)"])
+    with pytest.raises(ModelNotFound, match="Could not load Whisper model 'stub'"):
+        broken.start()

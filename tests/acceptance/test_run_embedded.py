@@ -79,10 +79,16 @@ def model_processes(run: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return found
 
 
-def stop(proc: subprocess.Popen[bytes], folder: Path) -> int:
-    """Ctrl-C; a run still there 90 s later is killed with all it started, and the test fails."""
+def stop(proc: subprocess.Popen[bytes], folder: Path, paused: list[psutil.Process] = ()) -> int:  # type: ignore[assignment]
+    """Ctrl-C; a run still there 90 s later is killed with all it started, and the test fails.
+
+    ``paused`` model processes go on once the Ctrl-C is sent: the stop has begun, so it lands mid-call, and the
+    worker's ending of them is not a wait on processes that cannot answer."""
     started = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    for model in paused:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            model.resume()
     try:
         return proc.wait(timeout=90)
     except subprocess.TimeoutExpired:
@@ -123,7 +129,7 @@ def test_run_needs_no_server_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
         assert status == "processing", f"the long call was {status} before Ctrl-C: make it longer\n{logs(tmp_path)}"
     finally:
         try:
-            assert stop(first, tmp_path) == 0, logs(tmp_path)
+            assert stop(first, tmp_path, models) == 0, logs(tmp_path)
         finally:
             for model in models:
                 if model.is_running():  # left behind (the test fails below): not left paused

@@ -16,6 +16,8 @@ from sqlalchemy import create_engine, text
 
 from transcriber import lifecycle
 from transcriber.db import make_engine, make_session_factory, transaction
+from transcriber.doctor import FAIL, run_checks
+from transcriber.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -23,10 +25,20 @@ TRANSCRIBER = str(Path(sys.executable).parent / "transcriber")
 
 
 def doctor(env: dict[str, str], *args: str) -> tuple[int, dict[str, dict[str, str]]]:
+    """``transcriber doctor --json`` as an operator runs it: a process of its own."""
     done = subprocess.run(
         [TRANSCRIBER, "doctor", "--json", *args], env=env, capture_output=True, text=True, timeout=120
     )
     return done.returncode, {c["name"]: c for c in json.loads(done.stdout)}
+
+
+def doctor_here(env: dict[str, str]) -> tuple[int, dict[str, dict[str, str]]]:
+    """``doctor --no-model``'s checks in this process (the command itself is run above): seconds saved a call."""
+    fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    checks = run_checks(Settings(_env_file=None, **fields), now=datetime.now(UTC), include_model=False)
+    return int(any(c.status == FAIL for c in checks)), {
+        c.name: {"status": c.status, "detail": c.detail} for c in checks
+    }
 
 
 def test_doctor_passes_then_catches_a_limit_too_short(pg_url: str, redis_url: str, tmp_path: Path) -> None:
@@ -35,6 +47,7 @@ def test_doctor_passes_then_catches_a_limit_too_short(pg_url: str, redis_url: st
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": pg_url, "CELERY_BROKER_URL": redis_url,
         "WATCH_DIR": str(tmp_path / "in"), "OUTPUT_DIR": str(tmp_path / "out"), "WHISPER_MODEL": "tiny.en",
         "TASK_TIMEOUT_SECONDS": "1800", "SPLIT_MIN_SECONDS": "0",  # the incident: every call in one attempt
+        "DATA_DIR": str(tmp_path / "data"),
     }  # fmt: skip
     code, checks = doctor(env)
     assert checks["beat"]["status"] == "fail" and code == 1  # nothing has run the cleanup yet
@@ -62,19 +75,19 @@ def test_doctor_passes_then_catches_a_limit_too_short(pg_url: str, redis_url: st
                 "UPDATE recordings SET status='completed', work_seconds_per_audio_second=0.6 WHERE file_name<>'20.m4a'"
             )
         )
-    code, checks = doctor(env, "--no-model")
+    code, checks = doctor_here(env)
     assert code == 1
     detail = checks["time limit"]["detail"]
     assert checks["time limit"]["status"] == "fail"
     assert "1 queued/failed recording(s) cannot finish in one attempt" in detail
     assert "set TASK_TIMEOUT_SECONDS=3360" in detail  # 3720 s x 0.6 x 1.5, to the minute
-    assert doctor({**env, "TASK_TIMEOUT_SECONDS": "3600"}, "--no-model")[1]["time limit"]["status"] == "ok"
+    assert doctor_here({**env, "TASK_TIMEOUT_SECONDS": "3600"})[1]["time limit"]["status"] == "ok"
     # Split (the default), the same call is pieces of about 5 minutes: each fits in 1800 s.
-    split = doctor({**env, "SPLIT_MIN_SECONDS": "600"}, "--no-model")[1]
+    split = doctor_here({**env, "SPLIT_MIN_SECONDS": "600"})[1]
     assert split["time limit"]["status"] == "ok" and split["layout"]["status"] == "ok"
     with transaction(sessions) as s:  # beat stopped long ago
         lifecycle.record_service_run(s, name="cleanup_stuck", now=now - timedelta(hours=1), detail="")
-    assert doctor(env, "--no-model")[1]["beat"]["status"] == "fail"
+    assert doctor_here(env)[1]["beat"]["status"] == "fail"
     engine.dispose()
 
 

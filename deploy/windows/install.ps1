@@ -407,6 +407,17 @@ foreach ($name in @('WorkerPool', 'WorkerConcurrency', 'NoWorker', 'NoBeat', 'No
     $given[$name] = $value
 }
 if ($given.ContainsKey('Wheelhouse') -and $given['Wheelhouse']) { $given['Wheelhouse'] = Get-FullPath $given['Wheelhouse'] }
+if (-not $PSBoundParameters.ContainsKey('ServiceAccount')) {
+    # An installation from before -ServiceAccount, whose account was set by hand (services.msc): keep it.
+    $remembered = (Test-Path -LiteralPath $optionsFile) -and [bool]((Get-Content -LiteralPath $optionsFile -Raw | ConvertFrom-Json).PSObject.Properties['ServiceAccount'])
+    if (-not $remembered) {
+        $byHand = @(Get-CimInstance -ClassName Win32_Service -Filter "Name LIKE 'transcriber-%'" | Where-Object { $_.StartName -and $_.StartName -ne 'LocalSystem' } | Select-Object -First 1)
+        if ($byHand.Count -gt 0) {
+            $given['ServiceAccount'] = $(if ($byHand[0].StartName -like 'NT SERVICE\*') { 'Virtual' } else { $byHand[0].StartName })
+            Write-Host "keeping the log-on account set by hand on $($byHand[0].Name): $($byHand[0].StartName) (-ServiceAccount changes it)"
+        }
+    }
+}
 
 Write-Host "transcriber install: $InstallDir from $Source"
 Write-Step 'Python'

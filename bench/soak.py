@@ -172,8 +172,11 @@ def run_soak(
     timeout: float = 3600.0,
     say: Callable[[str], None] = print,
     seed: int = 1,
+    diarize: str = "auto",
 ) -> SoakResult:
-    """Run the soak in ``workdir`` against a migrated, empty database; return what was found."""
+    """Run the soak in ``workdir`` against a migrated, empty database; return what was found.
+
+    ``diarize``: DIARIZE for the workers (the product's default, auto, diarizes every mono call)."""
     from sqlalchemy import create_engine, text
 
     inbox, outbox = workdir / "inbox", workdir / "transcripts"
@@ -203,6 +206,7 @@ def run_soak(
         "WATCH_POLL_SECONDS": "1",
         "RETRY_BACKOFF_SECONDS": "0",
         "TASK_MAX_RETRIES": "3",  # the default, above HITS_PER_CALL
+        "DIARIZE": diarize,
     }
     result = SoakResult(recordings, workers, kill_every)
     services = Services(workdir, env)

@@ -15,9 +15,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_soak_with_random_sigkills_loses_nothing(tmp_path: Path, pg_url: str, redis_url: str) -> None:
-    result = run_soak(
-        tmp_path, database_url=pg_url, redis_url=redis_url, recordings=12, kill_every=(4.0, 7.0), timeout=400
-    )
+    result = run_soak(  # no speaker turns: the soak is about losing nothing (test_speakers.py kills a diarizer)
+        tmp_path, database_url=pg_url, redis_url=redis_url, recordings=12, kill_every=(4.0, 7.0), timeout=400,
+        diarize="off",
+    )  # fmt: skip
     assert result.problems == []  # among them: each of the 12 completed, with its own keyword, once
     assert result.statuses == {"completed": 12}
     assert result.kills >= 1  # under fire: the first kill comes with the first call under way...

@@ -686,8 +686,9 @@ def _flush_redis(url: str) -> None:
         client.close()
 
 
-def preflight(args: argparse.Namespace) -> None:
-    """Postgres, Redis, espeak-ng and the transcriber command: one clear line each when missing."""
+def preflight(args: argparse.Namespace, *, bench: str = "pipeline_vs_raw", prefix: str = DB_PREFIX) -> None:
+    """Postgres, Redis, espeak-ng and the transcriber command: one clear line each when missing. Then the
+    databases (named ``prefix``PID_N) of earlier runs of ``bench`` that died are dropped."""
     import redis
 
     problems = []
@@ -704,16 +705,17 @@ def preflight(args: argparse.Namespace) -> None:
     if not Path(TRANSCRIBER).is_file():
         problems.append(f"{TRANSCRIBER} not found: run with the project's venv (.venv/bin/python)")
     if problems:
-        sys.exit("pipeline_vs_raw: cannot start:\n  " + "\n  ".join(problems) + "\n(scripts/test starts both services)")
-    _drop_leftovers(args.postgres_url)
+        sys.exit(f"{bench}: cannot start:\n  " + "\n  ".join(problems) + "\n(scripts/test starts both services)")
+    _drop_leftovers(args.postgres_url, prefix)
 
 
-def _drop_leftovers(admin_url: str) -> None:
+def _drop_leftovers(admin_url: str, prefix: str) -> None:
     """Databases of earlier runs that died (their pid is gone) are dropped."""
-    query = "SELECT datname FROM pg_database WHERE datname LIKE 'transcriber\\_bench\\_pvr\\_%'"
+    pattern = prefix.replace("_", "\\_")
+    query = f"SELECT datname FROM pg_database WHERE datname LIKE '{pattern}%'"
     for (name,) in _admin_sql(admin_url, query):
         try:
-            os.kill(int(name[len(DB_PREFIX) :].split("_")[0]), 0)
+            os.kill(int(name[len(prefix) :].split("_")[0]), 0)
         except (ValueError, IndexError, ProcessLookupError):
             _admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         except PermissionError:

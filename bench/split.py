@@ -108,6 +108,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(BENCH))
 
+import pipeline_vs_raw  # noqa: E402
 from completeness import edits, words  # noqa: E402
 from pipeline_vs_raw import (  # noqa: E402
     LOADED,
@@ -1215,27 +1216,7 @@ def rescore(args: argparse.Namespace) -> int:
 
 def preflight(args: argparse.Namespace) -> None:
     """Postgres, Redis, espeak-ng, the transcriber command; databases of dead earlier runs are dropped."""
-    import redis
-
-    problems = []
-    try:
-        leftovers = _admin_sql(args.postgres_url, f"SELECT datname FROM pg_database WHERE datname LIKE '{DB_PREFIX}%'")
-        for (name,) in leftovers:
-            pid = int(re.findall(r"\d+", name[len(DB_PREFIX) :])[0])
-            if not psutil.pid_exists(pid):
-                _admin_sql(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except Exception as exc:
-        problems.append(f"Postgres is not reachable at {args.postgres_url}: {str(exc).splitlines()[0]}")
-    try:
-        redis.Redis.from_url(args.redis_url, socket_connect_timeout=5).ping()
-    except Exception as exc:
-        problems.append(f"Redis is not reachable at {args.redis_url}: {exc}")
-    if shutil.which("espeak-ng") is None:
-        problems.append("espeak-ng is not installed (it makes the test speech): apt-get install espeak-ng")
-    if not Path(TRANSCRIBER).is_file():
-        problems.append(f"{TRANSCRIBER} not found: run with the project's venv (.venv/bin/python)")
-    if problems:
-        sys.exit("split: cannot start:\n  " + "\n  ".join(problems))
+    pipeline_vs_raw.preflight(args, bench="split", prefix=DB_PREFIX)
 
 
 SMOKE = {"a_minutes": 3.0, "b_hours": 0.1, "c_minutes": 3.0, "scale": 0.04, "d_calls": 4,

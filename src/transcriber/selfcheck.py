@@ -125,7 +125,7 @@ def report(settings: Settings, *, role: str, now: datetime | None = None) -> Pat
 def _report(settings: Settings, role: str, now: datetime) -> Path | None:
     account = account_name()
     needs = folder_needs(settings, role)
-    checks = folder_checks(settings, role, account)
+    checks = [check_folder(name, path, write=write, account=account) for name, path, write in needs]
     for check in checks:
         if check.status == FAIL:
             log.error("%s %s: %s", role, check.name, check.detail)
